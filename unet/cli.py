@@ -1,0 +1,29 @@
+"""How every command-line tool ends: a clear one-line error and a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from unet.folder import DatasetError
+from unet.imageio import ImageReadError
+from unet.metadata import MetadataError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    DatasetError, ImageReadError, MetadataError, FileNotFoundError, ValueError,
+)
+
+
+def run_cli(main: Callable[[], int]) -> int:
+    """Run `main`; user errors print `error: ...` and exit 2 (a traceback with UNET_DEBUG=1)."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted; nothing was replaced", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        if os.environ.get("UNET_DEBUG"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,129 @@
+"""Folder datasets: `images/` and `masks/` matched by file stem, checked before anything runs.
+
+    DIR/images/a.png  DIR/masks/a.png      (class indices 0..K-1, or instance ids)
+    DIR/images/b.tif  DIR/masks/b.tif
+
+Every problem in the folder is collected and reported at once, naming the files, so a user
+fixes the dataset in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unet.imageio import IMAGE_SUFFIXES, ImageReadError, read_image, read_mask
+
+
+class DatasetError(ValueError):
+    """The dataset folder is not usable; the message lists every offending file."""
+
+
+@dataclass(frozen=True)
+class SamplePaths:
+    stem: str
+    image: Path
+    mask: Path
+
+
+@dataclass
+class Sample:
+    """image: (H, W) or (H, W, 3) as stored; labels: (H, W) int64 class indices or instance ids."""
+
+    stem: str
+    image: np.ndarray
+    labels: np.ndarray
+
+
+def _files_by_stem(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    by_stem: dict[str, Path] = {}
+    duplicates = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+            if path.stem in by_stem:
+                duplicates.append(f"{by_stem[path.stem].name} and {path.name}")
+            by_stem[path.stem] = path
+    return by_stem, duplicates
+
+
+def scan_folder(root: str | Path) -> list[SamplePaths]:
+    """Pair images with masks by stem; refuse unmatched or ambiguous files."""
+    root = Path(root)
+    images_dir, masks_dir = root / "images", root / "masks"
+    missing = [str(d) for d in (images_dir, masks_dir) if not d.is_dir()]
+    if missing:
+        raise DatasetError(
+            f"{root} is not a folder dataset: missing {', '.join(missing)} "
+            "(expected images/ and masks/ with files matched by name)"
+        )
+    images, image_duplicates = _files_by_stem(images_dir)
+    masks, mask_duplicates = _files_by_stem(masks_dir)
+    problems = [f"two images share a stem: {d}" for d in image_duplicates]
+    problems += [f"two masks share a stem: {d}" for d in mask_duplicates]
+    problems += [f"image without mask: {images[s]}" for s in sorted(set(images) - set(masks))]
+    problems += [f"mask without image: {masks[s]}" for s in sorted(set(masks) - set(images))]
+    if problems:
+        raise DatasetError(_problem_list(root, problems))
+    if not images:
+        raise DatasetError(f"{root} has no image files in images/ (looked for {IMAGE_SUFFIXES})")
+    return [SamplePaths(stem, images[stem], masks[stem]) for stem in sorted(images)]
+
+
+def load_folder(
+    root: str | Path, num_classes: int | None = None, stems: list[str] | None = None
+) -> list[Sample]:
+    """Read and check every pair; with `num_classes`, labels must lie in 0..num_classes-1.
+
+    Pass num_classes=None for instance-id masks (any non-negative ids).
+    """
+    pairs = scan_folder(root)
+    if stems is not None:
+        by_stem = {pair.stem: pair for pair in pairs}
+        absent = [stem for stem in stems if stem not in by_stem]
+        if absent:
+            raise DatasetError(_problem_list(root, [f"listed sample not found: {s}" for s in absent]))
+        pairs = [by_stem[stem] for stem in stems]
+    samples, problems = [], []
+    for pair in pairs:
+        try:
+            image = read_image(pair.image)
+            labels = read_mask(pair.mask)
+        except ImageReadError as error:
+            problems.append(str(error))
+            continue
+        if image.shape[:2] != labels.shape:
+            problems.append(
+                f"size mismatch: {pair.image.name} is {image.shape[1]}x{image.shape[0]} but "
+                f"{pair.mask.name} is {labels.shape[1]}x{labels.shape[0]}"
+            )
+            continue
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or (num_classes is not None and high >= num_classes):
+            expected = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
+            problems.append(f"mask values {low}..{high} outside {expected}: {pair.mask}")
+            continue
+        samples.append(Sample(pair.stem, image, labels))
+    if problems:
+        raise DatasetError(_problem_list(root, problems))
+    return samples
+
+
+def split_stems(stems: list[str], validation_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic train/validation split by seed; at least one sample on each side."""
+    if len(stems) < 2:
+        raise DatasetError(f"need at least 2 samples to split train/validation, got {len(stems)}")
+    if not 0.0 < validation_fraction < 1.0:
+        raise DatasetError(f"validation fraction must be in (0, 1), got {validation_fraction}")
+    order = np.random.default_rng(seed).permutation(len(stems))
+    validation_count = min(len(stems) - 1, max(1, round(len(stems) * validation_fraction)))
+    validation = sorted(stems[i] for i in order[:validation_count])
+    train = sorted(stems[i] for i in order[validation_count:])
+    return train, validation
+
+
+def _problem_list(root: Path, problems: list[str]) -> str:
+    shown = problems[:20]
+    more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+    return f"dataset {root} has {len(problems)} problem(s):\n  " + "\n  ".join(shown) + more

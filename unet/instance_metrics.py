@@ -1,0 +1,119 @@
+"""Instance metrics: one-to-one matching by IoU (Hungarian, scipy), F1, DSB2018 score, PQ.
+
+Counts accumulate over a dataset before ratios are taken. When there is nothing to find and
+nothing is found (TP + FP + FN == 0) every ratio is 1.0: a perfect answer, not NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+F1_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+DSB_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+
+
+def iou_matrix(true_labels: np.ndarray, predicted_labels: np.ndarray) -> np.ndarray:
+    """(n_true, n_predicted) IoU of every true instance with every predicted one."""
+    if true_labels.shape != predicted_labels.shape:
+        raise ValueError(f"label shapes differ: {true_labels.shape} vs {predicted_labels.shape}")
+    true_ids, true_index = np.unique(true_labels, return_inverse=True)
+    predicted_ids, predicted_index = np.unique(predicted_labels, return_inverse=True)
+    overlap = np.bincount(
+        true_index.ravel() * len(predicted_ids) + predicted_index.ravel(),
+        minlength=len(true_ids) * len(predicted_ids),
+    ).reshape(len(true_ids), len(predicted_ids))
+    true_area = overlap.sum(axis=1, keepdims=True)
+    predicted_area = overlap.sum(axis=0, keepdims=True)
+    union = true_area + predicted_area - overlap
+    iou = overlap / np.maximum(union, 1)
+    return iou[np.ix_(true_ids > 0, predicted_ids > 0)]
+
+
+@dataclass
+class MatchCounts:
+    """Counts at each IoU threshold, and the IoUs of matched pairs."""
+
+    true_positive: dict[float, int]
+    false_positive: dict[float, int]
+    false_negative: dict[float, int]
+    matched_ious: dict[float, list[float]]
+    true_count: int
+    predicted_count: int
+
+    def __add__(self, other: MatchCounts) -> MatchCounts:
+        return MatchCounts(
+            {t: self.true_positive[t] + other.true_positive[t] for t in self.true_positive},
+            {t: self.false_positive[t] + other.false_positive[t] for t in self.false_positive},
+            {t: self.false_negative[t] + other.false_negative[t] for t in self.false_negative},
+            {t: self.matched_ious[t] + other.matched_ious[t] for t in self.matched_ious},
+            self.true_count + other.true_count,
+            self.predicted_count + other.predicted_count,
+        )
+
+
+def match_instances(
+    true_labels: np.ndarray, predicted_labels: np.ndarray, thresholds: tuple[float, ...] = DSB_THRESHOLDS
+) -> MatchCounts:
+    """Optimal one-to-one assignment maximising total IoU; a pair counts at t if IoU >= t."""
+    iou = iou_matrix(true_labels, predicted_labels)
+    n_true, n_predicted = iou.shape
+    if n_true and n_predicted:
+        rows, columns = linear_sum_assignment(iou, maximize=True)
+        pair_ious = iou[rows, columns]
+    else:
+        pair_ious = np.zeros(0)
+    true_positive, false_positive, false_negative, matched = {}, {}, {}, {}
+    for threshold in thresholds:
+        kept = pair_ious[pair_ious >= threshold]
+        true_positive[threshold] = int(kept.size)
+        false_positive[threshold] = n_predicted - int(kept.size)
+        false_negative[threshold] = n_true - int(kept.size)
+        matched[threshold] = [float(v) for v in kept]
+    return MatchCounts(true_positive, false_positive, false_negative, matched, n_true, n_predicted)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else 1.0
+
+
+def scores_from_counts(counts: MatchCounts) -> dict:
+    """Precision, recall, F1 per threshold; DSB score; panoptic quality and mean IoU at 0.5."""
+    result: dict = {"true_count": counts.true_count, "predicted_count": counts.predicted_count}
+    for threshold in F1_THRESHOLDS:
+        if threshold not in counts.true_positive:
+            continue
+        tp, fp, fn = (counts.true_positive[threshold], counts.false_positive[threshold],
+                      counts.false_negative[threshold])
+        result[f"precision@{threshold}"] = _ratio(tp, tp + fp)
+        result[f"recall@{threshold}"] = _ratio(tp, tp + fn)
+        result[f"f1@{threshold}"] = _ratio(2 * tp, 2 * tp + fp + fn)
+        result[f"tp@{threshold}"], result[f"fp@{threshold}"], result[f"fn@{threshold}"] = tp, fp, fn
+    result["dsb_score"] = float(np.mean([
+        _ratio(counts.true_positive[t], counts.true_positive[t] + counts.false_positive[t]
+               + counts.false_negative[t])
+        for t in DSB_THRESHOLDS if t in counts.true_positive
+    ]))
+    matched = counts.matched_ious[0.5]
+    tp, fp, fn = counts.true_positive[0.5], counts.false_positive[0.5], counts.false_negative[0.5]
+    result["panoptic_quality"] = _ratio(sum(matched), tp + 0.5 * fp + 0.5 * fn)
+    result["mean_matched_iou"] = float(np.mean(matched)) if matched else (1.0 if tp + fp + fn == 0 else 0.0)
+    return result
+
+
+def instance_scores(true_labels: np.ndarray, predicted_labels: np.ndarray) -> dict:
+    """Instance scores for one image."""
+    return scores_from_counts(match_instances(true_labels, predicted_labels))
+
+
+def dataset_instance_scores(true_labels: list[np.ndarray], predicted_labels: list[np.ndarray]) -> dict:
+    """Instance scores with counts summed over all images."""
+    total = None
+    for true, predicted in zip(true_labels, predicted_labels, strict=True):
+        counts = match_instances(true, predicted)
+        total = counts if total is None else total + counts
+    if total is None:
+        raise ValueError("no images to score")
+    return scores_from_counts(total)

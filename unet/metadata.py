@@ -1,0 +1,196 @@
+"""The one metadata schema: written by training, carried by export, read by every runtime.
+
+A model `X.keras` and its exports `X.float32.tflite`, `X.int8.tflite`, ... share the sidecar
+`X.json`. Nothing about input size, channels, normalisation, classes or post-processing is
+repeated in code: every consumer reads it from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unet.atomic import atomic_write_text
+
+SCHEMA_VERSION = 1
+MODES = ("semantic", "instance")
+NORMALISATION_METHODS = ("percentile", "unit")
+
+DEFAULT_COLOURS = [
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+]
+
+
+class MetadataError(ValueError):
+    """A metadata file is missing, unreadable or inconsistent."""
+
+
+@dataclass
+class Normalisation:
+    """How raw intensities become model inputs.
+
+    percentile: per image, map the `low`-th percentile to 0 and the `high`-th to 1, then clip
+        to [0, 1]; robust to exposure, bit depth and microscope settings.
+    unit: divide by the dtype's maximum (255 for 8-bit, 65535 for 16-bit), clip to [0, 1].
+    """
+
+    method: str = "percentile"
+    low: float = 1.0
+    high: float = 99.8
+
+    def __post_init__(self) -> None:
+        if self.method not in NORMALISATION_METHODS:
+            raise MetadataError(
+                f"normalisation method {self.method!r} is not one of {NORMALISATION_METHODS}"
+            )
+        if not 0.0 <= self.low < self.high <= 100.0:
+            raise MetadataError(
+                f"normalisation percentiles must satisfy 0 <= low < high <= 100, "
+                f"got low={self.low}, high={self.high}"
+            )
+
+
+@dataclass
+class InstanceParams:
+    """Post-processing of a 3-class (background, interior, boundary) output into instances."""
+
+    boundary_width: int = 2
+    min_size: int = 16
+    interior_threshold: float = 0.5
+    foreground_threshold: float = 0.5
+
+
+@dataclass
+class ModelMetadata:
+    """Everything a runtime needs to turn an image into a mask with a given model.
+
+    input_size: (height, width) of the model input.
+    num_classes: number of output classes. A model with one sigmoid output channel is a
+        binary model with num_classes == 2 (background, foreground).
+    """
+
+    input_size: tuple[int, int]
+    channels: int
+    class_names: list[str]
+    class_colours: list[tuple[int, int, int]] = field(default_factory=list)
+    mode: str = "semantic"
+    normalisation: Normalisation = field(default_factory=Normalisation)
+    threshold: float = 0.5
+    instance: InstanceParams | None = None
+    name: str = "model"
+    description: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        if self.channels not in (1, 3):
+            raise MetadataError(f"channels must be 1 or 3, got {self.channels}")
+        if len(self.class_names) < 2:
+            raise MetadataError(
+                f"a segmentation model needs at least 2 class names, got {self.class_names}"
+            )
+        if self.mode not in MODES:
+            raise MetadataError(f"mode {self.mode!r} is not one of {MODES}")
+        if self.mode == "instance":
+            if len(self.class_names) != 3:
+                raise MetadataError(
+                    "an instance model has exactly 3 classes (background, interior, boundary), "
+                    f"got {len(self.class_names)}: {self.class_names}"
+                )
+            if self.instance is None:
+                self.instance = InstanceParams()
+        if not self.class_colours:
+            self.class_colours = default_colours(len(self.class_names))
+        self.class_colours = [tuple(int(c) for c in colour) for colour in self.class_colours]
+        if len(self.class_colours) != len(self.class_names):
+            raise MetadataError(
+                f"{len(self.class_names)} class names but {len(self.class_colours)} colours"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def output_channels(self) -> int:
+        """1 for a binary sigmoid model, num_classes for a softmax model."""
+        return 1 if self.num_classes == 2 and self.mode == "semantic" else self.num_classes
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MetadataError(f"unknown metadata fields: {unknown}")
+        if "normalisation" in data:
+            data["normalisation"] = Normalisation(**data["normalisation"])
+        if data.get("instance") is not None:
+            data["instance"] = InstanceParams(**data["instance"])
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise MetadataError(f"metadata is missing a field: {error}") from error
+
+
+def default_colours(count: int) -> list[tuple[int, int, int]]:
+    """Distinct RGB colours, background black."""
+    return [DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)] for i in range(count)]
+
+
+def metadata_path_for(model_path: str | Path) -> Path:
+    """The sidecar JSON of a model: `X.keras`, `X.<variant>.tflite` and `X.tflite` -> `X.json`."""
+    path = Path(model_path)
+    stem = path.name
+    if stem.endswith(".keras"):
+        stem = stem[: -len(".keras")]
+    elif stem.endswith(".tflite"):
+        stem = stem[: -len(".tflite")]
+        base, _, variant = stem.rpartition(".")
+        if base and variant in VARIANT_NAMES:
+            stem = base
+    return path.with_name(stem + ".json")
+
+
+VARIANT_NAMES = ("float32", "float16", "dynamic", "int8", "uint8")
+
+
+def load_metadata(path: str | Path) -> ModelMetadata:
+    """Read metadata from a JSON file, or from the sidecar of a model file."""
+    path = Path(path)
+    if path.suffix != ".json":
+        path = metadata_path_for(path)
+    if not path.is_file():
+        raise MetadataError(f"no metadata file at {path} (expected the sidecar JSON of the model)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise MetadataError(f"cannot read metadata {path}: {error}") from error
+    try:
+        return ModelMetadata.from_dict(data)
+    except MetadataError as error:
+        raise MetadataError(f"{path}: {error}") from error
+
+
+def save_metadata(metadata: ModelMetadata, path: str | Path) -> Path:
+    """Write metadata atomically; returns the path written."""
+    path = Path(path)
+    atomic_write_text(path, json.dumps(metadata.to_dict(), indent=2) + "\n")
+    return path

@@ -1,0 +1,125 @@
+"""tf.data input pipelines: random scale, crop and mask-consistent augmentation for training;
+the inference `preprocess` itself for validation, so validation scores what users will get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from unet.imageio import resize_array
+from unet.metadata import ModelMetadata
+from unet.preprocess import normalise_to_channels, preprocess
+
+
+@dataclass
+class Augmentation:
+    """Random changes applied to each training crop (masks follow every geometric one)."""
+
+    flips: bool = True
+    rotate90: bool = True
+    scale: tuple[float, float] = (0.7, 1.4)
+    brightness: float = 0.1
+    contrast: tuple[float, float] = (0.7, 1.3)
+    gamma: tuple[float, float] = (0.7, 1.5)
+    noise: float = 0.03
+
+
+NO_AUGMENTATION = Augmentation(
+    flips=False, rotate90=False, scale=(1.0, 1.0), brightness=0.0,
+    contrast=(1.0, 1.0), gamma=(1.0, 1.0), noise=0.0,
+)
+
+
+def prepare_training_images(images: list[np.ndarray], metadata: ModelMetadata) -> list[np.ndarray]:
+    """Raw images -> full-size (H, W, C) float32 in [0, 1], exactly as inference normalises."""
+    return [normalise_to_channels(image, metadata) for image in images]
+
+
+def training_dataset(
+    images: list[np.ndarray],
+    targets: list[np.ndarray],
+    input_size: tuple[int, int],
+    batch_size: int,
+    seed: int,
+    augmentation: Augmentation = Augmentation(),  # noqa: B008  (frozen defaults)
+) -> tf.data.Dataset:
+    """An endless stream of augmented (image, target) batches.
+
+    images: (H, W, C) float32 in [0, 1], any size; targets: (H, W) class indices.
+    Crops cycle through the images in a fresh shuffled order each pass, so a dataset of
+    12 large images still gives full batches; the caller sets steps per epoch.
+    """
+    channels = images[0].shape[-1]
+    order_rng = np.random.default_rng(seed)
+
+    def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        order: list[int] = []
+        while True:
+            if not order:
+                order = list(order_rng.permutation(len(images)))
+            index = order.pop()
+            yield images[index], targets[index][..., None].astype(np.float32)
+
+    dataset = tf.data.Dataset.from_generator(
+        generate,
+        output_signature=(
+            tf.TensorSpec((None, None, channels), tf.float32),
+            tf.TensorSpec((None, None, 1), tf.float32),
+        ),
+    )
+    height, width = input_size
+
+    def augment(image: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        size = tf.cast(tf.shape(image)[:2], tf.float32)
+        scale = tf.random.uniform([], *augmentation.scale)
+        # Never scale below the crop size: a small image is enlarged to fit instead.
+        scale = tf.maximum(scale, tf.reduce_max(tf.constant([height, width], tf.float32) / size))
+        scaled_size = tf.cast(tf.math.ceil(size * scale), tf.int32)
+        image = tf.image.resize(image, scaled_size, method="bilinear")
+        target = tf.image.resize(target, scaled_size, method="nearest")
+        stacked = tf.concat([image, target], axis=-1)
+        stacked = tf.image.random_crop(stacked, [height, width, channels + 1])
+        if augmentation.flips:
+            stacked = tf.image.random_flip_left_right(stacked)
+            stacked = tf.image.random_flip_up_down(stacked)
+        if augmentation.rotate90 and height == width:
+            stacked = tf.image.rot90(stacked, tf.random.uniform([], 0, 4, dtype=tf.int32))
+        image, target = stacked[..., :channels], stacked[..., channels:]
+        image = _augment_intensity(image, augmentation)
+        return image, target
+
+    return (
+        dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _augment_intensity(image: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
+    gamma = tf.random.uniform([], *augmentation.gamma)
+    image = tf.pow(tf.clip_by_value(image, 0.0, 1.0), gamma)
+    contrast = tf.random.uniform([], *augmentation.contrast)
+    mean = tf.reduce_mean(image)
+    image = (image - mean) * contrast + mean
+    if augmentation.brightness > 0:
+        image += tf.random.uniform([], -augmentation.brightness, augmentation.brightness)
+    if augmentation.noise > 0:
+        sigma = tf.random.uniform([], 0.0, augmentation.noise)
+        image += tf.random.normal(tf.shape(image), stddev=sigma)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def validation_arrays(
+    images: list[np.ndarray], targets: list[np.ndarray], metadata: ModelMetadata
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw images through `preprocess` -> (N, h, w, C) float32; targets resized nearest -> (N, h, w, 1)."""
+    inputs = np.concatenate([preprocess(image, metadata)[0] for image in images])
+    resized_targets = np.stack(
+        [resize_array(t.astype(np.uint8), metadata.input_size, Image.Resampling.NEAREST) for t in targets]
+    )
+    return inputs, resized_targets[..., None].astype(np.float32)

@@ -1,0 +1,132 @@
+"""The one preprocessing and one postprocessing path, shared by every backend.
+
+    image (H, W[, 3]) any dtype
+      -> normalise intensities -> model channels -> resize to the model input
+      -> tensor (1, h, w, C) float32 in [0, 1]            [preprocess]
+    backend output (1, h, w, K) float32 probabilities
+      -> resize to (H, W) -> threshold or argmax -> class mask (H, W)
+      -> instances (instance models)                       [postprocess]
+
+Keras, LiteRT float32/float16/int8 and the edge runner all go through these two functions,
+so any difference between their masks comes from the model, never from the plumbing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from unet.imageio import resize_array
+from unet.metadata import ModelMetadata, Normalisation
+
+# Percentiles are estimated on at most this many samples: exact enough, and bounded in time
+# for a 100-megapixel upload.
+PERCENTILE_SAMPLE_SIZE = 1_000_000
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class PreprocessInfo:
+    """What postprocess needs to map a model output back onto the original image."""
+
+    original_size: tuple[int, int]
+
+
+@dataclass
+class Segmentation:
+    """A segmented image at its original size.
+
+    probabilities: (H, W, K) float32, K = model output channels (1 for a sigmoid model).
+    class_mask: (H, W) uint8 class indices.
+    instance_labels: (H, W) int32 instance ids (0 = background), instance models only.
+    """
+
+    probabilities: np.ndarray
+    class_mask: np.ndarray
+    instance_labels: np.ndarray | None = None
+
+    @property
+    def instance_count(self) -> int | None:
+        if self.instance_labels is None:
+            return None
+        return len(np.unique(self.instance_labels[self.instance_labels > 0]))
+
+
+def normalise_intensities(image: np.ndarray, normalisation: Normalisation) -> np.ndarray:
+    """Map raw intensities of (H, W[, C]) to float32 in [0, 1], jointly over channels."""
+    if normalisation.method == "unit":
+        if np.issubdtype(image.dtype, np.integer):
+            scale = float(np.iinfo(image.dtype).max)
+            return np.clip(image.astype(np.float32) / scale, 0.0, 1.0)
+        return np.clip(image.astype(np.float32), 0.0, 1.0)
+    flat = image.reshape(-1)
+    step = max(1, flat.size // PERCENTILE_SAMPLE_SIZE)
+    low, high = np.percentile(flat[::step], [normalisation.low, normalisation.high])
+    if high - low <= 1e-12:
+        return np.zeros(image.shape, dtype=np.float32)
+    scaled = (image.astype(np.float32) - np.float32(low)) / np.float32(high - low)
+    return np.clip(scaled, 0.0, 1.0, out=scaled)
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W) or (H, W, 3) -> (H, W, channels); colour to gray by ITU-R 601 luma."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == channels:
+        return image
+    if channels == 1:
+        return (image.astype(np.float32) @ LUMA_WEIGHTS)[..., None]
+    return np.repeat(image, channels, axis=-1)
+
+
+def normalise_to_channels(image: np.ndarray, metadata: ModelMetadata) -> np.ndarray:
+    """Full-resolution model-ready image (H, W, C) float32 in [0, 1]; used by tiling too."""
+    return to_channels(normalise_intensities(image, metadata.normalisation), metadata.channels)
+
+
+def preprocess(image: np.ndarray, metadata: ModelMetadata) -> tuple[np.ndarray, PreprocessInfo]:
+    """Image (H, W[, 3]) -> model tensor (1, h, w, C) float32 in [0, 1] and how to map back."""
+    prepared = normalise_to_channels(image, metadata)
+    resized = resize_array(prepared, metadata.input_size, Image.Resampling.BILINEAR)
+    tensor = np.ascontiguousarray(resized[None], dtype=np.float32)
+    return tensor, PreprocessInfo(original_size=(int(image.shape[0]), int(image.shape[1])))
+
+
+def postprocess(
+    output: np.ndarray,
+    info: PreprocessInfo,
+    metadata: ModelMetadata,
+    threshold: float | None = None,
+) -> Segmentation:
+    """Model output (1, h, w, K) -> Segmentation at the original image size."""
+    if output.ndim != 4 or output.shape[0] != 1:
+        raise ValueError(f"expected a model output of shape (1, h, w, K), got {output.shape}")
+    probabilities = resize_array(
+        output[0].astype(np.float32), info.original_size, Image.Resampling.BILINEAR
+    )
+    return segment_probabilities(probabilities, metadata, threshold)
+
+
+def segment_probabilities(
+    probabilities: np.ndarray, metadata: ModelMetadata, threshold: float | None = None
+) -> Segmentation:
+    """Probabilities (H, W, K) at image size -> class mask and, for instance models, labels."""
+    expected = metadata.output_channels
+    if probabilities.shape[-1] != expected:
+        raise ValueError(
+            f"model output has {probabilities.shape[-1]} channels but the metadata describes "
+            f"{metadata.num_classes} classes ({expected} output channels)"
+        )
+    if expected == 1:
+        cut = metadata.threshold if threshold is None else threshold
+        class_mask = (probabilities[..., 0] >= cut).astype(np.uint8)
+    else:
+        class_mask = np.argmax(probabilities, axis=-1).astype(np.uint8)
+    instance_labels = None
+    if metadata.mode == "instance":
+        from unet.instances import instances_from_probabilities
+
+        instance_labels = instances_from_probabilities(probabilities, metadata.instance)
+    return Segmentation(probabilities, class_mask, instance_labels)
