@@ -35,8 +35,13 @@ def make_sample(
     objects: tuple[int, int] = (3, 9),
     radius: tuple[float, float] = (0.06, 0.14),
     touching: float = 0.5,
+    dark_fraction: float = 0.2,
 ) -> SyntheticSample:
-    """One image with `objects` (min, max) shapes of radius (fraction of the shorter side)."""
+    """One image with `objects` (min, max) shapes of radius (fraction of the shorter side).
+
+    `dark_fraction` of the images have objects darker than their background (like stained
+    tissue); the rest have brighter ones (like fluorescence).
+    """
     unknown = sorted(set(shapes) - set(SHAPE_CLASSES))
     if unknown:
         raise ValueError(f"unknown shape classes {unknown}; choose from {SHAPE_CLASSES}")
@@ -70,7 +75,7 @@ def make_sample(
         class_mask[object_mask] = shape_index + 1
         instance_labels[object_mask] = instance_id
     instance_labels = _relabel_sequential(instance_labels)
-    image = _render(rng, instance_labels, channels)
+    image = _render(rng, instance_labels, channels, dark_fraction)
     return SyntheticSample(image, class_mask, instance_labels)
 
 
@@ -105,7 +110,9 @@ def _smooth_noise(rng: np.random.Generator, size: tuple[int, int], sigma: float)
     return (field - field.mean()) / (field.std() + 1e-9)
 
 
-def _render(rng: np.random.Generator, instance_labels: np.ndarray, channels: int) -> np.ndarray:
+def _render(
+    rng: np.random.Generator, instance_labels: np.ndarray, channels: int, dark_fraction: float
+) -> np.ndarray:
     """Paint background and objects in [0, 1], light it unevenly, add noise, quantise to uint8."""
     height, width = instance_labels.shape
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -116,7 +123,7 @@ def _render(rng: np.random.Generator, instance_labels: np.ndarray, channels: int
         + rng.uniform(-0.35, 0.35) * (xx / width - 0.5)
     )
     background_level = rng.uniform(0.15, 0.55)
-    contrast = rng.uniform(0.25, 0.45) * (1 if rng.random() < 0.8 else -1)
+    contrast = rng.uniform(0.25, 0.45) * (-1 if rng.random() < dark_fraction else 1)
     colour_direction = rng.uniform(0.4, 1.0, size=3) if channels == 3 else np.ones(1)
     background_colour = rng.uniform(0.5, 1.0, size=3) if channels == 3 else np.ones(1)
     image = np.empty((height, width, channels), dtype=np.float32)

@@ -29,6 +29,7 @@ class TrainConfig:
     synthetic: bool = False
     synthetic_count: int = 240
     synthetic_shapes: tuple[str, ...] = ("disc",)
+    synthetic_dark_fraction: float = 0.2
     mode: str = "semantic"
     architecture: str = "unet"
     input_size: int = 128
@@ -90,7 +91,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         samples = make_dataset(
             config.synthetic_count, seed=config.seed,
             size=(config.input_size, config.input_size), channels=channels,
-            shapes=config.synthetic_shapes,
+            shapes=config.synthetic_shapes, dark_fraction=config.synthetic_dark_fraction,
         )
         stems = [str(i) for i in range(len(samples))]
         train_stems, validation_stems = split_stems(stems, config.validation_fraction, config.seed)
@@ -102,6 +103,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
             "synthetic": {
                 "count": config.synthetic_count, "seed": config.seed, "channels": channels,
                 "shapes": list(config.synthetic_shapes),
+                "dark_fraction": config.synthetic_dark_fraction,
                 "size": [config.input_size, config.input_size],
             }
         }
@@ -194,6 +196,8 @@ def distribution_strategy(name: str):
 
 def train(config: TrainConfig) -> dict:
     """Run training end to end; returns the final evaluation dictionary."""
+    import tensorflow as tf
+
     from unet.losses import LOSSES, SegmentationMeanIoU, SegmentationPixelAccuracy
     from unet.pipeline import prepare_training_images, training_dataset, validation_arrays
 
@@ -226,6 +230,14 @@ def train(config: TrainConfig) -> dict:
     validation_inputs, validation_targets = validation_arrays(
         data.validation_images, data.validation_targets, metadata
     )
+    validation_stream = tf.data.Dataset.from_tensor_slices((validation_inputs, validation_targets))
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1:
+        # Keras fails on a final batch that does not split evenly across replicas; dropping
+        # fewer than `replicas` images only affects the per-epoch score, not evaluation.json.
+        validation_stream = validation_stream.batch(replicas, drop_remainder=True)
+    else:
+        validation_stream = validation_stream.batch(config.batch_size)
     callbacks = [
         AtomicBestCheckpoint(staged_model, monitor="val_mean_iou"),
         keras.callbacks.EarlyStopping(monitor="val_mean_iou", mode="max", patience=config.patience),
@@ -239,8 +251,7 @@ def train(config: TrainConfig) -> dict:
             train_stream,
             epochs=config.epochs,
             steps_per_epoch=math.ceil(samples_per_epoch / config.batch_size),
-            validation_data=(validation_inputs, validation_targets),
-            validation_batch_size=config.batch_size,
+            validation_data=validation_stream,
             callbacks=callbacks,
             verbose=config.verbose,
         )
@@ -326,6 +337,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--synthetic-count", type=int, default=defaults.synthetic_count)
     parser.add_argument("--synthetic-shapes", default=",".join(defaults.synthetic_shapes),
                         help="comma-separated: disc,square,triangle (one shape = binary)")
+    parser.add_argument("--synthetic-dark-fraction", type=float,
+                        default=defaults.synthetic_dark_fraction,
+                        help="share of synthetic images with objects darker than the background")
     parser.add_argument("--mode", choices=("semantic", "instance"), default=defaults.mode)
     parser.add_argument("--arch", dest="architecture", choices=("simple", "unet"),
                         default=defaults.architecture)
