@@ -1,5 +1,7 @@
 """The shared preprocess/postprocess path: shapes, ranges, channel conversion, round trips."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -72,7 +74,7 @@ def test_window_starts_cover_the_whole_length():
     assert window_starts(40, 100, 0.25) == [0]
     starts = window_starts(250, 100, 0.25)
     assert starts[0] == 0 and starts[-1] == 150
-    assert all(b - a <= 75 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a <= 75 for a, b in itertools.pairwise(starts))
 
 
 def test_tiling_an_identity_model_returns_the_normalised_image(binary_metadata):
