@@ -5,7 +5,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from unet.losses import (  # noqa: E402
+from unet.losses import (
     SegmentationMeanIoU,
     SegmentationPixelAccuracy,
     crossentropy_dice_loss,

@@ -1,0 +1,125 @@
+"""Keras -> TFLite conversion: SavedModel + TFLiteConverter, one function per variant.
+
+`from_concrete_functions` would drop the weights, so the model is exported to a SavedModel
+once (`model.export(..., format="tf_saved_model")`) and every variant converts from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+VARIANTS = ("float32", "float16", "dynamic", "int8", "uint8")
+DEFAULT_VARIANTS = ("float32", "float16", "int8")
+
+RepresentativeData = Callable[[], Iterator[list[np.ndarray]]]
+
+
+def export_saved_model(model, directory: Path) -> Path:
+    """Write a SavedModel with a fixed batch-1 signature (what an edge runtime wants)."""
+    input_shape = tuple(model.input_shape[1:])
+    if None in input_shape:
+        raise ValueError(
+            f"model input shape {model.input_shape} has unknown sizes; give --input-size "
+            "so the TFLite model gets a fixed shape"
+        )
+    signature = [tf.TensorSpec((1, *input_shape), tf.float32, name="image")]
+    model.export(str(directory), format="tf_saved_model", input_signature=signature, verbose=False)
+    return directory
+
+
+def _converter(saved_model: Path, variant: str, representative: RepresentativeData | None):
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if variant == "float32":
+        return converter
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant in ("int8", "uint8"):
+        if representative is None:
+            raise ValueError(f"{variant} needs calibration images (--calib DIR)")
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_type = tf.int8 if variant == "int8" else tf.uint8
+        converter.inference_input_type = io_type
+        converter.inference_output_type = io_type
+    elif variant != "dynamic":
+        raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+    return converter
+
+
+def convert_variant(
+    saved_model: Path,
+    variant: str,
+    representative: RepresentativeData | None = None,
+    float_layers: tuple[str, ...] = (),
+) -> bytes:
+    """Bytes of one `.tflite` variant. `float_layers` keeps those Keras layers in float32."""
+    if variant == "dynamic":
+        warnings.warn(
+            "dynamic-range quantisation is usually slower than float32 on CPU and does not "
+            "load on tflite-runtime 2.14", stacklevel=2,
+        )
+    if float_layers and variant in ("int8", "uint8"):
+        return _selectively_quantised(saved_model, variant, representative, float_layers)
+    return _converter(saved_model, variant, representative).convert()
+
+
+def _debugger(saved_model: Path, representative: RepresentativeData, denylisted: list[str] | None = None):
+    converter = _converter(saved_model, "dynamic", None)
+    converter.representative_dataset = representative
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylisted) \
+        if denylisted else None
+    return tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=representative, debug_options=options
+    )
+
+
+def layer_statistics(saved_model: Path, representative: RepresentativeData) -> list[dict]:
+    """Per-tensor quantisation error from TFLite's QuantizationDebugger, worst first.
+
+    Ranked by RMSE divided by the quantisation scale: how many quantisation steps a layer's
+    output is off on average, comparable across layers of different ranges.
+    """
+    debugger = _debugger(saved_model, representative)
+    debugger.run()
+    buffer = io.StringIO()
+    debugger.layer_statistics_dump(buffer)
+    rows = []
+    for row in csv.DictReader(io.StringIO(buffer.getvalue())):
+        scale = float(row["scale"]) if row.get("scale") else 0.0
+        mse = float(row["mean_squared_error"])
+        rows.append({
+            "op": row["op_name"],
+            "tensor": row["tensor_name"],
+            "rmse": mse**0.5,
+            "rmse_over_scale": (mse**0.5) / scale if scale > 0 else 0.0,
+            "max_abs_error": float(row["max_abs_error"]),
+        })
+    return sorted(rows, key=lambda r: r["rmse_over_scale"], reverse=True)
+
+
+def _selectively_quantised(
+    saved_model: Path, variant: str, representative: RepresentativeData, float_layers: tuple[str, ...]
+) -> bytes:
+    """Full-integer model except the named layers, which stay in float (debugger denylist)."""
+    statistics = layer_statistics(saved_model, representative)
+    denylisted = sorted({
+        row["tensor"] for row in statistics
+        if any(f"/{name}" in row["tensor"] or row["tensor"].startswith(name) for name in float_layers)
+    })
+    if not denylisted:
+        names = sorted({row["tensor"].split(";")[0] for row in statistics})[:20]
+        raise ValueError(f"--float-layers {','.join(float_layers)} matched no quantised tensor; "
+                         f"tensors look like: {names}")
+    debugger = _debugger(saved_model, representative, denylisted)
+    converter = debugger.converter
+    converter.inference_input_type = tf.int8 if variant == "int8" else tf.uint8
+    converter.inference_output_type = converter.inference_input_type
+    return debugger.get_nondebug_quantized_model()

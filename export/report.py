@@ -1,0 +1,106 @@
+"""The export report: JSON for machines, Markdown for the model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from unet.atomic import atomic_write_text
+from unet.metadata import ModelMetadata
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def render_markdown(report: dict, metadata: ModelMetadata) -> str:
+    """A Markdown summary of every variant: size, accuracy, agreement, latency, worst layers."""
+    held_out = report["held_out"]
+    lines = [
+        f"# Export report: {report['model']}",
+        "",
+        f"Task: {metadata.mode} segmentation, classes {', '.join(metadata.class_names)}, input "
+        f"{metadata.input_size[0]}x{metadata.input_size[1]}x{metadata.channels}. "
+        f"TensorFlow {report['tensorflow']}, {report['machine']['cpus']} CPU threads.",
+        f"Held-out images: {held_out['images']} ({held_out['source']}"
+        f"{'' if held_out['labelled'] else ', unlabelled: agreement only'}).",
+        "",
+        "| variant | size | vs float32 | mean IoU | foreground IoU | pixel agreement with Keras "
+        "| IoU with Keras | p50 ms (all threads) | p95 ms | p50 ms (1 thread) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    latency = report.get("latency", {})
+    keras = report["keras"]
+    keras_accuracy = keras.get("accuracy", {})
+    keras_latency = latency.get("keras-float32", {})
+    lines.append(
+        f"| Keras float32 | {keras['size_bytes'] / 1024:.0f} KiB | – | "
+        f"{_number(keras_accuracy.get('mean_iou'))} | {_number(keras_accuracy.get('foreground_iou'))} "
+        f"| – | – | {_number(keras_latency.get('p50_ms'), 2)} | "
+        f"{_number(keras_latency.get('p95_ms'), 2)} | – |"
+    )
+    for variant, row in report["variants"].items():
+        accuracy = row.get("accuracy", {})
+        agreement = row["agreement_with_keras"]
+        all_threads = latency.get(f"litert-{variant}", {})
+        one_thread = latency.get(f"litert-{variant}-1thread", {})
+        lines.append(
+            f"| LiteRT {variant} | {row['size_bytes'] / 1024:.0f} KiB | "
+            f"{_number(row.get('size_ratio_to_float32'), 3)} | {_number(accuracy.get('mean_iou'))} | "
+            f"{_number(accuracy.get('foreground_iou'))} | {_percent(agreement['pixel_agreement'])} | "
+            f"{_number(agreement['mean_iou'])} | {_number(all_threads.get('p50_ms'), 2)} | "
+            f"{_number(all_threads.get('p95_ms'), 2)} | {_number(one_thread.get('p50_ms'), 2)} |"
+        )
+    if metadata.mode == "instance":
+        lines += ["", "| variant | F1@0.5 | DSB score | PQ | matched-instance F1 with Keras | count |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        rows = [("Keras float32", keras_accuracy, {})]
+        rows += [(f"LiteRT {v}", r.get("accuracy", {}), r["agreement_with_keras"])
+                 for v, r in report["variants"].items()]
+        for name, accuracy, agreement in rows:
+            instance = accuracy.get("instance", {})
+            lines.append(
+                f"| {name} | {_number(instance.get('f1@0.5'))} | {_number(instance.get('dsb_score'))} | "
+                f"{_number(instance.get('panoptic_quality'))} | "
+                f"{_number(agreement.get('matched_instance_f1'))} | {instance.get('predicted_count', '–')} |"
+            )
+    for variant, row in report["variants"].items():
+        if "accuracy" in row:
+            per_class = row["accuracy"]["per_class"]
+            cells = ", ".join(
+                f"{name} IoU {v['iou']:.4f} / Dice {v['dice']:.4f}" for name, v in per_class.items()
+            )
+            lines.append(f"\n{variant} per class: {cells}.")
+        quantisation = row["input"]
+        if quantisation["dtype"] in ("int8", "uint8"):
+            lines.append(
+                f"{variant} input {quantisation['dtype']} scale {quantisation['scale']:.6g} zero-point "
+                f"{quantisation['zero_point']}; output {row['output']['dtype']} scale "
+                f"{row['output']['scale']:.6g} zero-point {row['output']['zero_point']}."
+            )
+    if report.get("worst_layers"):
+        lines += ["", "Worst layers by quantisation error (RMSE in quantisation steps, "
+                  "from TFLite's QuantizationDebugger):", "",
+                  "| op | tensor | RMSE / scale | max abs error |", "|---|---|---:|---:|"]
+        for layer in report["worst_layers"]:
+            tensor = layer["tensor"].split(";")[0]
+            lines.append(f"| {layer['op']} | `{tensor}` | {layer['rmse_over_scale']:.3f} | "
+                         f"{layer['max_abs_error']:.4g} |")
+    failures = report["checks"]["failures"]
+    lines += ["", f"Check: quantised mean IoU within {report['checks']['max_iou_drop']} of float: "
+              + ("FAILED — " + "; ".join(failures) if failures else "passed") + "."]
+    lines.append("\nLatency is batch 1 on the machine that exported the model, not on a Raspberry Pi.")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, metadata: ModelMetadata, stem_path: Path) -> tuple[Path, Path]:
+    """Write `<stem>.json` and `<stem>.md` atomically."""
+    json_path = stem_path.with_name(stem_path.name + ".json")
+    markdown_path = stem_path.with_name(stem_path.name + ".md")
+    atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(markdown_path, render_markdown(report, metadata))
+    return json_path, markdown_path

@@ -1,0 +1,143 @@
+"""Export to TFLite and the edge runner, on a small model trained here on synthetic data."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("tensorflow")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from export.to_tflite import ExportOptions, export_model
+from export.to_tflite import main as export_main
+from unet.runtime import LiteRTBackend, Segmenter
+from unet.train import TrainConfig, train
+
+OPTIONS = ExportOptions(
+    variants=("float32", "float16", "int8"), calib=None, calib_n=32, eval_data=None, eval_n=16,
+    max_iou_drop=0.02, float_layers=(), latency_runs=3, worst_layers=5,
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    train(TrainConfig(
+        out=out, synthetic=True, synthetic_count=120, synthetic_dark_fraction=0.0, input_size=64,
+        depth=3, base_filters=16, batch_size=16, samples_per_epoch=160, learning_rate=3e-3,
+        epochs=6, patience=6, name="discs", verbose=0,
+    ))
+    report, failures = export_model(out / "discs.keras", OPTIONS)
+    return out, report, failures
+
+
+@pytest.mark.slow
+def test_export_writes_every_variant_with_int8_io_and_small_int8(exported):
+    out, report, _ = exported
+    for variant in ("float32", "float16", "int8"):
+        assert (out / f"discs.{variant}.tflite").stat().st_size > 0
+    int8 = LiteRTBackend(out / "discs.int8.tflite")
+    assert int8.input_quantisation.dtype == "int8" and int8.output_quantisation.dtype == "int8"
+    sizes = {v: (out / f"discs.{v}.tflite").stat().st_size for v in ("float32", "int8")}
+    print(f"float32 {sizes['float32']} bytes, int8 {sizes['int8']} bytes, "
+          f"ratio {sizes['int8'] / sizes['float32']:.3f}")
+    assert sizes["int8"] <= 0.30 * sizes["float32"]
+
+
+@pytest.mark.slow
+def test_metadata_carries_scale_and_zero_point_read_back_from_the_model(exported):
+    out, _, _ = exported
+    metadata = json.loads((out / "discs.json").read_text())
+    int8 = LiteRTBackend(out / "discs.int8.tflite")
+    recorded = metadata["variants"]["int8"]["input"]
+    assert recorded["scale"] == pytest.approx(int8.input_quantisation.scale)
+    assert recorded["zero_point"] == int8.input_quantisation.zero_point
+    assert metadata["variants"]["float32"]["input"]["dtype"] == "float32"
+
+
+@pytest.mark.slow
+def test_report_has_every_field_for_every_variant(exported):
+    out, report, failures = exported
+    on_disk = json.loads((out / "discs.export.json").read_text())
+    assert on_disk["variants"].keys() == {"float32", "float16", "int8"}
+    for variant, row in on_disk["variants"].items():
+        assert row["size_bytes"] > 0 and row["size_ratio_to_float32"] > 0
+        assert set(row["accuracy"]) >= {"mean_iou", "per_class", "foreground_iou"}
+        assert set(row["accuracy"]["per_class"]["disc"]) == {"iou", "dice", "support"}
+        assert 0 <= row["agreement_with_keras"]["pixel_agreement"] <= 1
+        for threads in ("", "-1thread"):
+            latency = on_disk["latency"][f"litert-{variant}{threads}"]
+            assert 0 < latency["p50_ms"] <= latency["p95_ms"]
+    assert on_disk["worst_layers"] and "rmse_over_scale" in on_disk["worst_layers"][0]
+    markdown = (out / "discs.export.md").read_text()
+    assert "| LiteRT int8 |" in markdown and "Worst layers" in markdown
+    int8, keras = on_disk["variants"]["int8"], on_disk["keras"]
+    print(f"Keras mean IoU {keras['accuracy']['mean_iou']:.4f}, int8 {int8['accuracy']['mean_iou']:.4f}, "
+          f"agreement {int8['agreement_with_keras']['pixel_agreement']:.4f}")
+    assert not failures
+    assert keras["accuracy"]["mean_iou"] - int8["accuracy"]["mean_iou"] <= 0.02
+    assert int8["agreement_with_keras"]["pixel_agreement"] >= 0.98
+
+
+@pytest.mark.slow
+def test_iou_drop_gate_fails_the_export_but_still_writes_the_report(exported, capsys):
+    out, _, _ = exported
+    report_path = out / "discs.export.json"
+    report_path.unlink()
+    code = export_main(["--model", str(out / "discs.keras"), "--quant", "int8",
+                        "--max-iou-drop", "-1", "--latency-runs", "1", "--worst-layers", "0",
+                        "--calib-n", "8", "--eval-n", "4"])
+    assert code == 1
+    assert "FAILED" in capsys.readouterr().err
+    assert json.loads(report_path.read_text())["checks"]["failures"]
+
+
+BLOCK_TENSORFLOW = "raise ImportError('tensorflow is not installed on this Pi')\n"
+
+
+@pytest.mark.slow
+def test_edge_runner_works_without_tensorflow_and_matches_the_app_runtime(exported, tmp_path):
+    out, _, _ = exported
+    blocker = tmp_path / "blocker"
+    (blocker / "tensorflow").mkdir(parents=True)
+    (blocker / "tensorflow" / "__init__.py").write_text(BLOCK_TENSORFLOW)
+    (blocker / "keras").mkdir()
+    (blocker / "keras" / "__init__.py").write_text(BLOCK_TENSORFLOW)
+    from unet.synthetic import make_dataset
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, sample in enumerate(make_dataset(3, seed=99, size=(90, 70), shapes=("disc",))):
+        Image.fromarray(sample.image).save(images / f"img{index}.png")
+    model = out / "discs.int8.tflite"
+    results = tmp_path / "results"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "export" / "segment_edge.py"), str(model), str(images),
+         "--out", str(results), "--threads", "1"],
+        capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(blocker)},
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "p50" in completed.stdout and "p95" in completed.stdout
+    segmenter = Segmenter.from_path(model, num_threads=1)
+    for index in range(3):
+        edge_mask = np.asarray(Image.open(results / f"img{index}_mask.png"))
+        app_mask = segmenter.segment(images / f"img{index}.png").segmentation.class_mask
+        np.testing.assert_array_equal(edge_mask, app_mask)
+        overlay = Image.open(results / f"img{index}_overlay.png")
+        assert overlay.size == (70, 90) and overlay.mode == "RGB"
+
+
+def test_edge_runner_reports_a_missing_model_in_one_line(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "export" / "segment_edge.py"), str(tmp_path / "none.tflite"),
+         str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 2
+    assert "error:" in completed.stderr and "Traceback" not in completed.stderr

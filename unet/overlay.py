@@ -1,0 +1,86 @@
+"""Pictures of results: masks blended over images, instance outlines, disagreement maps, PNGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage.segmentation import find_boundaries
+
+from unet.atomic import atomic_path
+from unet.metadata import Normalisation
+from unet.preprocess import normalise_intensities, to_channels
+
+DISAGREEMENT_COLOUR = (255, 0, 255)
+
+
+def display_image(image: np.ndarray) -> np.ndarray:
+    """Any decoded image -> (H, W, 3) uint8 for display (16-bit and float stretched to 8-bit)."""
+    if image.dtype == np.uint8:
+        rgb = to_channels(image, 3)
+    else:
+        stretched = normalise_intensities(image, Normalisation("percentile", 0.5, 99.5))
+        rgb = to_channels(np.round(stretched * 255).astype(np.uint8), 3)
+    return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def class_overlay(
+    image: np.ndarray, class_mask: np.ndarray, colours: list[tuple[int, int, int]], opacity: float = 0.5
+) -> np.ndarray:
+    """Blend class colours over the image; background (class 0) is left untouched."""
+    base = display_image(image).astype(np.float32)
+    palette = np.asarray(colours, dtype=np.float32)
+    coloured = palette[np.clip(class_mask, 0, len(palette) - 1)]
+    blend = (class_mask > 0)[..., None] * float(opacity)
+    return np.round(base * (1 - blend) + coloured * blend).astype(np.uint8)
+
+
+def instance_colours(count: int) -> np.ndarray:
+    """(count + 1, 3) uint8 colours, id 0 black; the same id always gets the same colour."""
+    rng = np.random.default_rng(12345)
+    colours = rng.integers(60, 256, size=(count + 1, 3)).astype(np.uint8)
+    colours[0] = 0
+    return colours
+
+
+def instance_overlay(image: np.ndarray, instance_labels: np.ndarray, opacity: float = 0.45) -> np.ndarray:
+    """Each instance in its own colour with a white outline, so touching objects stay distinct."""
+    base = display_image(image).astype(np.float32)
+    colours = instance_colours(int(instance_labels.max())).astype(np.float32)
+    blend = (instance_labels > 0)[..., None] * float(opacity)
+    result = base * (1 - blend) + colours[instance_labels] * blend
+    result[find_boundaries(instance_labels, mode="inner")] = 255.0
+    return np.round(result).astype(np.uint8)
+
+
+def disagreement_overlay(image: np.ndarray, first_mask: np.ndarray, second_mask: np.ndarray) -> np.ndarray:
+    """Grayed image with the pixels where two masks differ in magenta."""
+    gray = display_image(image).astype(np.float32).mean(axis=-1, keepdims=True)
+    result = np.repeat(gray * 0.6, 3, axis=-1)
+    result[first_mask != second_mask] = DISAGREEMENT_COLOUR
+    return np.round(result).astype(np.uint8)
+
+
+def mask_image(class_mask: np.ndarray, colours: list[tuple[int, int, int]]) -> Image.Image:
+    """A palette PNG: pixel values are class indices, and viewers show the class colours."""
+    image = Image.fromarray(class_mask.astype(np.uint8))
+    flat = [channel for colour in colours for channel in colour]
+    image.putpalette(flat + [0] * (768 - len(flat)))
+    return image
+
+
+def save_png(image: Image.Image | np.ndarray, path: str | Path) -> Path:
+    """Write a PNG atomically (uint16 arrays stay 16-bit)."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
+    return Path(path)
+
+
+def save_instance_labels(instance_labels: np.ndarray, path: str | Path) -> Path:
+    """uint16 PNG of instance ids (0 = background)."""
+    if instance_labels.max(initial=0) > np.iinfo(np.uint16).max:
+        raise ValueError(f"{instance_labels.max()} instances do not fit a uint16 PNG")
+    return save_png(instance_labels.astype(np.uint16), path)
