@@ -118,8 +118,9 @@ def _selectively_quantised(
         names = sorted({row["tensor"].split(";")[0] for row in statistics})[:20]
         raise ValueError(f"--float-layers {','.join(float_layers)} matched no quantised tensor; "
                          f"tensors look like: {names}")
-    debugger = _debugger(saved_model, representative, denylisted)
-    converter = debugger.converter
-    converter.inference_input_type = tf.int8 if variant == "int8" else tf.uint8
-    converter.inference_output_type = converter.inference_input_type
-    return debugger.get_nondebug_quantized_model()
+    warnings.warn(
+        f"keeping {len(denylisted)} tensors in float: the {variant} model keeps float32 input "
+        "and output (TFLite's selective quantisation does not quantise the model's I/O)",
+        stacklevel=2,
+    )
+    return _debugger(saved_model, representative, denylisted).get_nondebug_quantized_model()

@@ -141,3 +141,80 @@ def test_edge_runner_reports_a_missing_model_in_one_line(tmp_path):
     )
     assert completed.returncode == 2
     assert "error:" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def keras_io_unet(img_size=(64, 64), num_classes=3):
+    """The keras-io "U-Net-like" Xception-style model (SeparableConv2D, UpSampling2D, residual adds)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(*img_size, 3))
+    x = layers.Conv2D(16, 3, strides=2, padding="same")(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    previous = x
+    for filters in (32, 64):
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(filters, 3, padding="same")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(filters, 3, padding="same")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        residual = layers.Conv2D(filters, 1, strides=2, padding="same")(previous)
+        x = layers.add([x, residual])
+        previous = x
+    for filters in (64, 32, 16):
+        x = layers.Activation("relu")(x)
+        x = layers.Conv2DTranspose(filters, 3, padding="same")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.Conv2DTranspose(filters, 3, padding="same")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.UpSampling2D(2)(x)
+        residual = layers.UpSampling2D(2)(previous)
+        residual = layers.Conv2D(filters, 1, padding="same")(residual)
+        x = layers.add([x, residual])
+        previous = x
+    outputs = layers.Conv2D(num_classes, 3, activation="softmax", padding="same", name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.slow
+def test_foreign_keras_io_model_exports_with_calibration_folder_and_float_layers(tmp_path):
+    model = keras_io_unet()
+    model.save(tmp_path / "pets.keras")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(6):
+        Image.fromarray(rng.integers(0, 255, (80, 100, 3), dtype=np.uint8)).save(calib / f"{index}.jpg")
+    (calib / "notes.txt").write_text("not an image")
+    code = export_main(["--model", str(tmp_path / "pets.keras"), "--calib", str(calib),
+                        "--quant", "float32,int8", "--float-layers", "head", "--max-iou-drop", "1",
+                        "--latency-runs", "2", "--worst-layers", "3"])
+    assert code == 0
+    metadata = json.loads((tmp_path / "pets.json").read_text())
+    assert metadata["input_size"] == [64, 64] and metadata["channels"] == 3
+    assert metadata["class_names"] == ["class0", "class1", "class2"]
+    report = json.loads((tmp_path / "pets.export.json").read_text())
+    assert report["held_out"]["labelled"] is False
+    assert 0 <= report["variants"]["int8"]["agreement_with_keras"]["pixel_agreement"] <= 1
+    # Selective quantisation keeps float32 I/O (the debugger's model); the weights are int8.
+    backend = LiteRTBackend(tmp_path / "pets.int8.tflite")
+    assert report["variants"]["int8"]["input"]["dtype"] == backend.input_quantisation.dtype
+    sizes = {v: report["variants"][v]["size_bytes"] for v in ("float32", "int8")}
+    assert sizes["int8"] < 0.5 * sizes["float32"]
+
+
+def test_export_refuses_a_calibration_folder_without_images(tmp_path, capsys):
+    model = keras_io_unet((32, 32), 2)
+    model.save(tmp_path / "m.keras")
+    (tmp_path / "empty").mkdir()
+    from unet.cli import run_cli
+
+    code = run_cli(lambda: export_main(["--model", str(tmp_path / "m.keras"), "--calib",
+                                        str(tmp_path / "empty"), "--quant", "int8"]))
+    assert code == 2
+    assert "has no usable images" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.tflite"))

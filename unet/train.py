@@ -30,6 +30,7 @@ class TrainConfig:
     synthetic_count: int = 240
     synthetic_shapes: tuple[str, ...] = ("disc",)
     synthetic_dark_fraction: float = 0.2
+    synthetic_touching: float = 0.5
     mode: str = "semantic"
     architecture: str = "unet"
     input_size: int = 128
@@ -92,6 +93,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
             config.synthetic_count, seed=config.seed,
             size=(config.input_size, config.input_size), channels=channels,
             shapes=config.synthetic_shapes, dark_fraction=config.synthetic_dark_fraction,
+            touching=config.synthetic_touching,
         )
         stems = [str(i) for i in range(len(samples))]
         train_stems, validation_stems = split_stems(stems, config.validation_fraction, config.seed)
@@ -104,6 +106,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
                 "count": config.synthetic_count, "seed": config.seed, "channels": channels,
                 "shapes": list(config.synthetic_shapes),
                 "dark_fraction": config.synthetic_dark_fraction,
+                "touching": config.synthetic_touching,
                 "size": [config.input_size, config.input_size],
             }
         }
@@ -340,6 +343,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--synthetic-dark-fraction", type=float,
                         default=defaults.synthetic_dark_fraction,
                         help="share of synthetic images with objects darker than the background")
+    parser.add_argument("--synthetic-touching", type=float, default=defaults.synthetic_touching,
+                        help="chance that a synthetic object touches one placed before it")
     parser.add_argument("--mode", choices=("semantic", "instance"), default=defaults.mode)
     parser.add_argument("--arch", dest="architecture", choices=("simple", "unet"),
                         default=defaults.architecture)

@@ -1,0 +1,130 @@
+"""Instance targets, watershed separation and instance metrics on hand-built label images."""
+
+import numpy as np
+import pytest
+
+from unet.instance_metrics import dataset_instance_scores, instance_scores, iou_matrix
+from unet.instances import (
+    BACKGROUND,
+    BOUNDARY,
+    INTERIOR,
+    connected_component_instances,
+    instance_targets,
+    instances_from_probabilities,
+)
+from unet.metadata import InstanceParams
+
+
+def two_touching_squares() -> np.ndarray:
+    labels = np.zeros((8, 12), dtype=np.int32)
+    labels[1:7, 1:6] = 1
+    labels[1:7, 6:11] = 2
+    return labels
+
+
+def test_instance_targets_mark_outer_ring_and_shared_border_as_boundary():
+    targets = instance_targets(two_touching_squares(), boundary_width=1)
+    assert targets[0].tolist() == [BACKGROUND] * 12
+    # Row 3 crosses both squares: edge pixels and the two touching columns are boundary.
+    assert targets[3].tolist() == [0, 2, 1, 1, 1, 2, 2, 1, 1, 1, 2, 0]
+    assert (targets[2:6, 2:5] == INTERIOR).all()
+
+
+def test_wider_boundary_stays_inside_objects():
+    labels = two_touching_squares()
+    targets = instance_targets(labels, boundary_width=2)
+    assert not ((targets == BOUNDARY) & (labels == 0)).any()
+    assert targets[3].tolist() == [0, 2, 2, 1, 2, 2, 2, 2, 1, 2, 2, 0]
+
+
+def probabilities_from_targets(targets: np.ndarray) -> np.ndarray:
+    return np.eye(3, dtype=np.float32)[targets]
+
+
+def test_watershed_separates_touching_objects_that_components_merge():
+    labels = two_touching_squares()
+    probabilities = probabilities_from_targets(instance_targets(labels, 1))
+    separated = instances_from_probabilities(probabilities, InstanceParams(min_size=1))
+    assert separated.max() == 2
+    assert instance_scores(labels, separated)["f1@0.9"] == 1.0
+    merged = connected_component_instances(labels > 0)
+    assert merged.max() == 1
+    assert instance_scores(labels, merged)["f1@0.5"] == pytest.approx(2 / 3)  # IoU exactly 0.5 counts
+
+
+def test_small_objects_are_removed_and_holes_filled():
+    probabilities = np.zeros((20, 20, 3), dtype=np.float32)
+    probabilities[..., BACKGROUND] = 1
+    probabilities[2:12, 2:12] = [0, 1, 0]
+    probabilities[6, 6] = [1, 0, 0]  # a one-pixel hole
+    probabilities[16:18, 16:18] = [0, 1, 0]  # a 4-pixel speck
+    instance_labels = instances_from_probabilities(probabilities, InstanceParams(min_size=10))
+    assert instance_labels.max() == 1
+    assert instance_labels[6, 6] == 1
+    assert instance_labels[16:18, 16:18].max() == 0
+
+
+def test_instance_post_processing_refuses_the_wrong_channel_count():
+    with pytest.raises(ValueError, match=r"needs \(H, W, 3\) probabilities, got \(4, 4, 2\)"):
+        instances_from_probabilities(np.zeros((4, 4, 2), np.float32))
+
+
+def test_iou_matrix_known_values():
+    true = np.array([[1, 1, 0, 2]])
+    predicted = np.array([[1, 0, 0, 2]])
+    np.testing.assert_allclose(iou_matrix(true, predicted), [[0.5, 0.0], [0.0, 1.0]])
+
+
+def test_identical_labels_score_one_everywhere():
+    labels = two_touching_squares()
+    scores = instance_scores(labels, labels)
+    assert scores["f1@0.5"] == scores["f1@0.9"] == scores["dsb_score"] == 1.0
+    assert scores["panoptic_quality"] == 1.0 and scores["mean_matched_iou"] == 1.0
+
+
+def test_shifted_object_matches_at_low_but_not_high_threshold():
+    true = np.zeros((10, 10), dtype=int)
+    true[2:8, 2:6] = 1  # 24 px
+    predicted = np.zeros_like(true)
+    predicted[2:8, 3:7] = 1  # shifted one column: overlap 18, union 30 -> IoU 0.6
+    scores = instance_scores(true, predicted)
+    assert scores["f1@0.5"] == 1.0 and scores["f1@0.6"] == 1.0 and scores["f1@0.7"] == 0.0
+    # DSB: matched at 0.5, 0.55, 0.6 -> 3 of 10 thresholds
+    assert scores["dsb_score"] == pytest.approx(0.3)
+    assert scores["panoptic_quality"] == pytest.approx(0.6)
+
+
+def test_split_object_gives_one_match_and_one_false_positive():
+    true = np.zeros((4, 8), dtype=int)
+    true[:, :] = 1
+    predicted = np.zeros_like(true)
+    predicted[:, :5] = 1  # IoU 20/32 = 0.625
+    predicted[:, 5:] = 2
+    scores = instance_scores(true, predicted)
+    assert (scores["tp@0.5"], scores["fp@0.5"], scores["fn@0.5"]) == (1, 1, 0)
+    assert scores["f1@0.5"] == pytest.approx(2 / 3)
+
+
+def test_merged_objects_give_one_match_and_one_miss():
+    true = two_touching_squares()
+    predicted = (true > 0).astype(int)  # IoU with each square 30/60 = 0.5
+    scores = instance_scores(true, predicted)
+    assert (scores["tp@0.5"], scores["fp@0.5"], scores["fn@0.5"]) == (1, 0, 1)
+    assert scores["recall@0.5"] == 0.5
+
+
+def test_missing_objects_and_empty_images():
+    true = two_touching_squares()
+    empty = np.zeros_like(true)
+    assert instance_scores(true, empty)["f1@0.5"] == 0.0
+    assert instance_scores(empty, true)["precision@0.5"] == 0.0
+    both_empty = instance_scores(empty, empty)
+    assert both_empty["f1@0.5"] == 1.0 and both_empty["dsb_score"] == 1.0
+    assert not np.isnan(both_empty["panoptic_quality"])
+
+
+def test_dataset_scores_sum_counts_before_ratios():
+    true = two_touching_squares()
+    scores = dataset_instance_scores([true, np.zeros_like(true)], [true, true])
+    assert (scores["tp@0.5"], scores["fp@0.5"], scores["fn@0.5"]) == (2, 2, 0)
+    assert scores["true_count"] == 2 and scores["predicted_count"] == 4
