@@ -14,27 +14,13 @@ pytest.importorskip("tensorflow")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from export.to_tflite import ExportOptions, export_model
 from export.to_tflite import main as export_main
 from unet.runtime import LiteRTBackend, Segmenter
-from unet.train import TrainConfig, train
-
-OPTIONS = ExportOptions(
-    variants=("float32", "float16", "int8"), calib=None, calib_n=32, eval_data=None, eval_n=16,
-    max_iou_drop=0.02, float_layers=(), latency_runs=3, worst_layers=5,
-)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("model")
-    train(TrainConfig(
-        out=out, synthetic=True, synthetic_count=120, synthetic_dark_fraction=0.0, input_size=64,
-        depth=3, base_filters=16, batch_size=16, samples_per_epoch=160, learning_rate=3e-3,
-        epochs=6, patience=6, name="discs", verbose=0,
-    ))
-    report, failures = export_model(out / "discs.keras", OPTIONS)
-    return out, report, failures
+@pytest.fixture
+def exported(trained_and_exported):
+    return trained_and_exported
 
 
 @pytest.mark.slow

@@ -45,9 +45,9 @@ def instances_from_probabilities(
     foreground = (1.0 - probabilities[..., BACKGROUND]) >= params.foreground_threshold
     foreground = ndimage.binary_fill_holes(foreground)
     interior = (interior_probability >= params.interior_threshold) & foreground
-    markers = label(interior, connectivity=1)
     # Seeds smaller than a quarter of the smallest object are noise, not nuclei.
-    markers = remove_small_objects(markers, max_size=max(1, params.min_size // 4) - 1)
+    interior = remove_small_objects(interior, max_size=max(1, params.min_size // 4) - 1, connectivity=1)
+    markers = label(interior, connectivity=1)
     instance_labels = watershed(-interior_probability, markers, mask=foreground)
     instance_labels = remove_small_objects(instance_labels, max_size=params.min_size - 1)
     return relabel_sequential(instance_labels)[0].astype(np.int32)
@@ -55,7 +55,8 @@ def instances_from_probabilities(
 
 def connected_component_instances(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
     """The baseline: every connected foreground region is one instance (touching ones merge)."""
-    instance_labels = label(foreground > 0, connectivity=1)
+    foreground = foreground > 0
     if min_size > 1:
-        instance_labels = remove_small_objects(instance_labels, max_size=min_size - 1)
+        foreground = remove_small_objects(foreground, max_size=min_size - 1, connectivity=1)
+    instance_labels = label(foreground, connectivity=1)
     return relabel_sequential(instance_labels)[0].astype(np.int32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ class TrainConfig:
     samples_per_epoch: int | None = None
     learning_rate: float = 1e-3
     validation_fraction: float = 0.2
+    validation_prefix: str | None = None
     patience: int = 8
     seed: int = 0
     name: str = "model"
@@ -54,6 +56,7 @@ class TrainConfig:
     boundary_width: int = 2
     min_instance_size: int = 16
     normalisation: str = "percentile"
+    scale_range: tuple[float, float] = (0.7, 1.4)
     strategy: str = "none"
     verbose: int = 1
     extra_training_info: dict = field(default_factory=dict)
@@ -116,7 +119,16 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         num_classes = len(config.class_names) if config.class_names and config.mode == "semantic" else None
         samples = load_folder(config.data, num_classes=num_classes)
         stems = [s.stem for s in samples]
-        train_stems, validation_stems = split_stems(stems, config.validation_fraction, config.seed)
+        if config.validation_prefix:
+            validation_stems = [s for s in stems if s.startswith(config.validation_prefix)]
+            train_stems = [s for s in stems if not s.startswith(config.validation_prefix)]
+            if not validation_stems or not train_stems:
+                raise DatasetError(
+                    f"--val-prefix {config.validation_prefix!r} leaves {len(train_stems)} training "
+                    f"and {len(validation_stems)} validation samples; both must be non-empty"
+                )
+        else:
+            train_stems, validation_stems = split_stems(stems, config.validation_fraction, config.seed)
         by_stem = {s.stem: (s.image, s.labels) for s in samples}
         channels = config.channels or (3 if any(s.image.ndim == 3 for s in samples) else 1)
         if config.class_names:
@@ -161,6 +173,7 @@ def build_metadata(config: TrainConfig, data: TrainingData) -> ModelMetadata:
             "loss": config.loss,
             "epochs": config.epochs,
             "seed": config.seed,
+            "scale_range": list(config.scale_range),
         },
     )
 
@@ -202,7 +215,12 @@ def train(config: TrainConfig) -> dict:
     import tensorflow as tf
 
     from unet.losses import LOSSES, SegmentationMeanIoU, SegmentationPixelAccuracy
-    from unet.pipeline import prepare_training_images, training_dataset, validation_arrays
+    from unet.pipeline import (
+        Augmentation,
+        prepare_training_images,
+        training_dataset,
+        validation_arrays,
+    )
 
     if config.loss not in LOSSES:
         raise ValueError(f"--loss must be one of {sorted(LOSSES)}, got {config.loss!r}")
@@ -212,8 +230,9 @@ def train(config: TrainConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / f"{config.name}.keras"
-    staged_model = out / f".{config.name}.staged.keras"
-    staged_history = out / ".history.staged.csv"
+    # Per-process staging names: two runs into one folder never clobber each other's files.
+    staged_model = out / f".{config.name}.{os.getpid()}.staged.keras"
+    staged_history = out / f".history.{os.getpid()}.staged.csv"
 
     strategy = distribution_strategy(config.strategy)
     with strategy.scope():
@@ -229,6 +248,7 @@ def train(config: TrainConfig) -> dict:
     train_stream = training_dataset(
         prepare_training_images(data.train_images, metadata), data.train_targets,
         metadata.input_size, config.batch_size, config.seed,
+        Augmentation(scale=tuple(config.scale_range)),
     )
     validation_inputs, validation_targets = validation_arrays(
         data.validation_images, data.validation_targets, metadata
@@ -365,6 +385,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--lr", dest="learning_rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--val-fraction", dest="validation_fraction", type=float,
                         default=defaults.validation_fraction)
+    parser.add_argument("--val-prefix", dest="validation_prefix", default=None,
+                        help="samples whose name starts with this are the validation set "
+                        "(instead of a random split), e.g. a separate slab of slices")
     parser.add_argument("--patience", type=int, default=defaults.patience)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--name", default=defaults.name, help="file stem of the model")
@@ -373,6 +396,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--min-instance-size", type=int, default=defaults.min_instance_size)
     parser.add_argument("--normalisation", choices=("percentile", "unit"),
                         default=defaults.normalisation)
+    parser.add_argument("--scale-range", type=float, nargs=2, default=defaults.scale_range,
+                        metavar=("MIN", "MAX"),
+                        help="random rescaling of training images before cropping; cover the "
+                        "scale at which inference will see objects")
     parser.add_argument("--strategy", choices=("none", "mirrored", "multiworker"),
                         default=defaults.strategy)
     parser.add_argument("--out", type=Path, required=True)

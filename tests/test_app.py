@@ -1,0 +1,172 @@
+"""The Gradio app: handlers called directly, then the real server through gradio_client."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def app_module(trained_and_exported, monkeypatch):
+    import app
+    from unet.compare import ModelCatalog
+
+    folder, _, _ = trained_and_exported
+    monkeypatch.setattr(app, "catalog", ModelCatalog(folder.parent))
+    return app
+
+
+def synthetic_png(path: Path, seed: int, size=(120, 90)) -> Path:
+    from unet.synthetic import make_sample
+
+    sample = make_sample(np.random.default_rng(seed), size=size, shapes=("disc",), dark_fraction=0.0)
+    Image.fromarray(sample.image).save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_segment_handler_compares_keras_with_int8(app_module, tmp_path):
+    image = synthetic_png(tmp_path / "a.png", 1)
+    outputs = app_module.segment(str(image), timed_runs=3)
+    overlay_a, overlay_b, slider, disagreement, table, notes, downloads, summary = outputs
+    assert overlay_a.shape == overlay_b.shape == (120, 90, 3)
+    assert [b["name"] for b in summary["backends"]] == ["Keras float32", "LiteRT int8"]
+    for backend in summary["backends"]:
+        assert 0 < backend["p50_ms"] <= backend["p95_ms"] and backend["runs"] == 3
+    assert 0.9 <= summary["agreement"]["pixel_agreement"] <= 1.0
+    assert summary["image_size"] == [90, 120]
+    assert disagreement.shape == (120, 90, 3)
+    assert len(downloads) == 2
+    mask = np.asarray(Image.open(downloads[1]))
+    assert mask.shape == (120, 90) and set(np.unique(mask)) <= {0, 1}
+    assert "not Raspberry Pi latency" in notes
+
+
+@pytest.mark.slow
+def test_segment_handler_decodes_awkward_uploads(app_module, tmp_path):
+    rgba = Image.new("RGBA", (50, 40), (200, 10, 10, 0))
+    rgba.save(tmp_path / "rgba.png")
+    sixteen = (np.arange(40 * 50).reshape(40, 50) * 30).astype(np.uint16)
+    Image.fromarray(sixteen).save(tmp_path / "sixteen.png")
+    Image.new("CMYK", (30, 20), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    for name, size in (("rgba.png", [50, 40]), ("sixteen.png", [50, 40]), ("cmyk.jpg", [30, 20])):
+        summary = app_module.segment(str(tmp_path / name), timed_runs=1)[-1]
+        assert summary["image_size"] == size, name
+
+
+def test_segment_handler_gives_clear_errors(app_module, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(gr.Error, match="Cannot read this file"):
+        app_module.segment(str(tmp_path / "broken.png"))
+    with pytest.raises(gr.Error, match="No image"):
+        app_module.segment(None)
+    with pytest.raises(gr.Error, match="Unknown model"):
+        app_module.segment(str(tmp_path / "broken.png"), model_name="nope")
+
+
+def test_large_uploads_are_downscaled_with_a_note(app_module, tmp_path, monkeypatch):
+    monkeypatch.setattr(app_module, "MAX_PIXELS", 10_000)
+    image, notes = app_module.load_upload(str(synthetic_png(tmp_path / "big.png", 2, (400, 300))))
+    assert image.shape[0] * image.shape[1] <= 10_000
+    assert "downscaled" in notes[0] and "300x400" in notes[0]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def running_app(trained_and_exported):
+    folder, _, _ = trained_and_exported
+    port = free_port()
+    env = {**os.environ, "UNET_ASSETS": str(folder.parent), "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    started = time.perf_counter()
+    from gradio_client import Client
+
+    client = None
+    while time.perf_counter() - started < 120:
+        if process.poll() is not None:
+            pytest.fail(f"app exited early: {process.stdout.read()[-3000:]}")
+        try:
+            client = Client(url, verbose=False)
+            break
+        except Exception:
+            time.sleep(0.5)
+    if client is None:
+        process.kill()
+        pytest.fail("app did not start within 120 s")
+    print(f"app answered after {time.perf_counter() - started:.1f} s")
+    yield url, client
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_launched_app_answers_segment_and_survives_a_corrupt_upload(running_app, tmp_path):
+    from gradio_client import handle_file
+
+    url, client = running_app
+    image = synthetic_png(tmp_path / "s.png", 3, (100, 80))
+    result = client.predict(handle_file(str(image)), api_name="/segment")
+    summary = result[-1]
+    assert {b["name"] for b in summary["backends"]} == {"Keras float32", "LiteRT int8"}
+    assert all(b["p50_ms"] > 0 for b in summary["backends"])
+    assert "pixel_agreement" in summary["agreement"]
+    overlay = Image.open(result[0])
+    assert overlay.size == (80, 100)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not an image")
+    with pytest.raises(Exception, match="Cannot read this file"):
+        client.predict(handle_file(str(broken)), api_name="/segment")
+    again = client.predict(handle_file(str(image)), api_name="/segment")
+    assert again[-1]["image_size"] == [80, 100]
+
+
+@pytest.mark.slow
+def test_eight_concurrent_calls_each_get_their_own_result(running_app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, _ = running_app
+    sizes = [(60 + 8 * i, 50 + 4 * i) for i in range(8)]
+    images = [synthetic_png(tmp_path / f"c{i}.png", 10 + i, size) for i, size in enumerate(sizes)]
+
+    def call(path: Path):
+        return Client(url, verbose=False).predict(handle_file(str(path)), api_name="/segment", timed_runs=2)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(call, images))
+    for (height, width), result in zip(sizes, results, strict=True):
+        assert result[-1]["image_size"] == [width, height]
+        assert Image.open(result[0]).size == (width, height)
+
+
+def test_dockerfile_installs_what_the_readme_and_spaces_use():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
+    assert "USER " in dockerfile and "EXPOSE 7860" in dockerfile
+    assert 'CMD ["python", "app.py"]' in dockerfile and "GRADIO_SERVER_NAME=0.0.0.0" in dockerfile
+    readme = (REPO / "README.md").read_text()
+    front_matter = readme.split("---")[1]
+    requirements = (REPO / "requirements.txt").read_text()
+    gradio_pin = next(line for line in requirements.splitlines() if line.startswith("gradio=="))
+    assert f"sdk_version: {gradio_pin.split('==')[1]}" in front_matter
+    assert "app_file: app.py" in front_matter and "sdk: gradio" in front_matter
+    assert 'python_version: "3.11"' in front_matter

@@ -1,0 +1,180 @@
+"""Side-by-side comparison of two backends of one model: what the app shows, without the UI.
+
+A `ModelCatalog` finds the shipped models (each `NAME.json` with its `.keras` and `.tflite`
+files) and opens one `Segmenter` per (model, backend) on first use. `compare` runs one image
+through both backends via the shared preprocess/postprocess and returns overlays, a
+disagreement map, a latency and agreement table and a JSON summary.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from unet.evaluate import compare_segmentations
+from unet.metadata import ModelMetadata, load_metadata
+from unet.overlay import class_overlay, disagreement_overlay, instance_overlay
+from unet.preprocess import Segmentation, preprocess
+from unet.runtime import LiteRTBackend, Segmenter, percentiles_ms
+
+KERAS = "Keras float32"
+LITERT_VARIANTS = {"LiteRT float32": "float32", "LiteRT float16": "float16", "LiteRT int8": "int8"}
+BACKEND_ORDER = (KERAS, *LITERT_VARIANTS)
+
+
+def tensorflow_available() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+@dataclass
+class ShippedModel:
+    name: str
+    metadata: ModelMetadata
+    files: dict[str, Path]
+
+    @property
+    def backends(self) -> list[str]:
+        return [b for b in BACKEND_ORDER if b in self.files]
+
+    @property
+    def summary(self) -> str:
+        metadata = self.metadata
+        task = "instance" if metadata.mode == "instance" else "semantic"
+        classes = ", ".join(metadata.class_names[1:]) if metadata.mode == "semantic" else "objects"
+        height, width = metadata.input_size
+        return (f"{self.name}: {task} segmentation of {classes}, {height}x{width}x"
+                f"{metadata.channels} input. {metadata.description}")
+
+
+class ModelCatalog:
+    """The models under a folder (`*/NAME.json`), with one Segmenter per backend, made on demand."""
+
+    def __init__(self, root: Path, num_threads: int | None = None) -> None:
+        self.root = Path(root)
+        self.num_threads = num_threads
+        self.models: dict[str, ShippedModel] = {}
+        self._segmenters: dict[tuple[str, str], Segmenter] = {}
+        self._lock = threading.Lock()
+        keras_ok = tensorflow_available()
+        for metadata_path in sorted(self.root.glob("*/*.json")):
+            if metadata_path.name.endswith((".export.json", ".evaluation.json")) or \
+                    metadata_path.name == "evaluation.json":
+                continue
+            metadata = load_metadata(metadata_path)
+            stem = metadata_path.stem
+            files = {}
+            keras_file = metadata_path.with_name(f"{stem}.keras")
+            if keras_ok and keras_file.is_file():
+                files[KERAS] = keras_file
+            for label, variant in LITERT_VARIANTS.items():
+                tflite = metadata_path.with_name(f"{stem}.{variant}.tflite")
+                if tflite.is_file():
+                    files[label] = tflite
+            if files:
+                self.models[metadata.name or stem] = ShippedModel(metadata.name or stem, metadata, files)
+
+    def segmenter(self, model_name: str, backend: str) -> Segmenter:
+        if model_name not in self.models:
+            raise ValueError(f"unknown model {model_name!r}; available: {', '.join(self.models)}")
+        model = self.models[model_name]
+        if backend not in model.files:
+            raise ValueError(f"backend {backend!r} is not available for {model_name}; "
+                             f"choose from {', '.join(model.backends)}")
+        key = (model_name, backend)
+        with self._lock:
+            if key not in self._segmenters:
+                path = model.files[backend]
+                if backend == KERAS:
+                    self._segmenters[key] = Segmenter.from_path(path)
+                else:
+                    self._segmenters[key] = Segmenter(LiteRTBackend(path, self.num_threads), model.metadata)
+            return self._segmenters[key]
+
+    def warm_up(self) -> None:
+        """Open every backend once so the first request does not pay for loading."""
+        for name, model in self.models.items():
+            for backend in model.backends:
+                self.segmenter(name, backend)
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    segmentation: Segmentation
+    overlay: np.ndarray
+    latency: dict
+    file_size: int
+
+
+@dataclass
+class Comparison:
+    results: list[BackendResult]
+    disagreement: np.ndarray
+    agreement: dict
+    summary: dict
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> list[list]:
+        """Rows: backend, p50 ms, p95 ms, file size, and the count for instance models."""
+        rows = []
+        for result in self.results:
+            row = [result.backend, round(result.latency["p50_ms"], 2), round(result.latency["p95_ms"], 2),
+                   f"{result.file_size / 1024:.0f} KiB"]
+            if result.segmentation.instance_labels is not None:
+                row.append(result.segmentation.instance_count)
+            rows.append(row)
+        return rows
+
+
+def compare(
+    catalog: ModelCatalog,
+    image: np.ndarray,
+    model_name: str,
+    backends: tuple[str, str],
+    threshold: float | None = None,
+    opacity: float = 0.5,
+    timed_runs: int = 10,
+) -> Comparison:
+    """Segment `image` with two backends of one model and measure both on equal terms."""
+    model = catalog.models.get(model_name)
+    if model is None:
+        raise ValueError(f"unknown model {model_name!r}; available: {', '.join(catalog.models)}")
+    metadata = model.metadata
+    timed_runs = max(1, int(timed_runs))
+    tensor, info = preprocess(image, metadata)
+    results = []
+    for backend in backends:
+        segmenter = catalog.segmenter(model_name, backend)
+        latencies = segmenter.time_model(tensor, timed_runs, warmup=1)
+        from unet.preprocess import postprocess
+
+        segmentation = postprocess(segmenter.run_tensor(tensor), info, metadata, threshold)
+        if segmentation.instance_labels is not None:
+            overlay = instance_overlay(image, segmentation.instance_labels, opacity)
+        else:
+            overlay = class_overlay(image, segmentation.class_mask, metadata.class_colours, opacity)
+        results.append(BackendResult(backend, segmentation, overlay, percentiles_ms(latencies),
+                                     segmenter.backend.file_size))
+    first, second = results
+    agreement = compare_segmentations(metadata, [first.segmentation], [second.segmentation])
+    disagreement = disagreement_overlay(image, first.segmentation.class_mask, second.segmentation.class_mask)
+    summary = {
+        "model": model_name,
+        "mode": metadata.mode,
+        "image_size": [int(image.shape[1]), int(image.shape[0])],
+        "backends": [
+            {"name": r.backend, "p50_ms": r.latency["p50_ms"], "p95_ms": r.latency["p95_ms"],
+             "runs": r.latency["runs"], "file_size_bytes": r.file_size,
+             "class_pixels": np.bincount(r.segmentation.class_mask.ravel(),
+                                         minlength=metadata.num_classes).tolist(),
+             **({"instance_count": r.segmentation.instance_count}
+                if r.segmentation.instance_labels is not None else {})}
+            for r in results
+        ],
+        "agreement": agreement,
+    }
+    return Comparison(results, disagreement, agreement, summary)
