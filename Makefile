@@ -33,17 +33,17 @@ bench: $(STAMP)
 # The shipped demo models. Each step is a plain command a user can copy.
 NUCLEI_TRAIN := --data data/bbbc007 --mode instance --name nuclei --out assets/nuclei \
 	--description "Fluorescent nuclei (BBBC007), instance segmentation with watershed" \
-	--input-size 256 --depth 4 --base-filters 16 --batch-size 4 --samples-per-epoch 64 \
-	--epochs 40 --patience 12 --lr 2e-3 --scale-range 0.5 1.1 --boundary-width 2 \
+	--input-size 256 --depth 4 --base-filters 8 --batch-size 4 --samples-per-epoch 64 \
+	--epochs 30 --patience 10 --lr 3e-3 --scale-range 0.5 1.1 --boundary-width 2 \
 	--min-instance-size 20 --seed 7
 BRAIN_TRAIN := --data data/mni152-tissue --val-prefix val_ --name brain-tissue --out assets/brain-tissue \
 	--description "Brain MRI (MNI152 T1) grey and white matter, semantic segmentation" \
-	--class-names background,grey_matter,white_matter --input-size 192 --depth 4 --base-filters 16 \
-	--batch-size 8 --samples-per-epoch 128 --epochs 40 --patience 10 --lr 2e-3 --scale-range 0.8 1.25 --seed 7
+	--class-names background,grey_matter,white_matter --input-size 192 --depth 4 --base-filters 8 \
+	--batch-size 8 --samples-per-epoch 128 --epochs 25 --patience 8 --lr 3e-3 --scale-range 0.8 1.25 --seed 7
 SHAPES_TRAIN := --data data/shapes --name shapes --out assets/shapes --channels 3 \
 	--description "Synthetic RGB shapes (disc, square, triangle), semantic segmentation" \
 	--class-names background,disc,square,triangle --input-size 128 --depth 3 --base-filters 16 \
-	--batch-size 16 --samples-per-epoch 256 --epochs 30 --patience 8 --lr 3e-3 --seed 7
+	--batch-size 16 --samples-per-epoch 256 --epochs 25 --patience 8 --lr 3e-3 --seed 7
 
 models: $(STAMP)
 	$(PY) -m unet.datasets fetch bbbc007

@@ -149,10 +149,17 @@ def describe(model_name: str) -> str:
 
 
 def example_images() -> list[list[str]]:
+    """[image, model] pairs: an example named `MODEL-*.png` opens with that model selected."""
     if not EXAMPLES.is_dir():
         return []
     suffixes = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-    return [[str(p)] for p in sorted(EXAMPLES.iterdir()) if p.suffix.lower() in suffixes]
+    examples = []
+    for path in sorted(EXAMPLES.iterdir()):
+        if path.suffix.lower() not in suffixes:
+            continue
+        model = next((name for name in catalog.models if path.name.startswith(f"{name}-")), None)
+        examples.append([str(path), model or next(iter(catalog.models))])
+    return examples
 
 
 def build_demo() -> gr.Blocks:
@@ -178,7 +185,8 @@ def build_demo() -> gr.Blocks:
                 run = gr.Button("Segment", variant="primary")
         examples = example_images()
         if examples:
-            gr.Examples(examples, inputs=[image], label="Examples (real images, see assets/examples/)")
+            gr.Examples(examples, inputs=[image, model],
+                        label="Examples (provenance in assets/examples/SOURCE.md)")
         with gr.Row():
             overlay_a = gr.Image(label="Backend A overlay", format="png")
             overlay_b = gr.Image(label="Backend B overlay", format="png")

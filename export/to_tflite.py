@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -62,6 +63,7 @@ class ExportOptions:
     float_layers: tuple[str, ...]
     latency_runs: int
     worst_layers: int
+    command: str = "python export/to_tflite.py"
 
 
 def model_metadata(model_path: Path, model) -> tuple[ModelMetadata, bool]:
@@ -236,6 +238,10 @@ def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[s
     if not had_metadata:
         print(f"wrote inferred metadata {metadata_path_for(model_path)}; check its normalisation and classes")
     write_report(report, metadata, model_path.with_name(f"{stem}.export"))
+    if had_metadata:
+        from export.model_card import write_model_card
+
+        write_model_card(model_path.parent, metadata, report, options.command)
     return report, failures
 
 
@@ -292,6 +298,7 @@ def parse_args(argv: list[str] | None) -> tuple[list[Path], ExportOptions]:
         eval_n=args.eval_n, max_iou_drop=args.max_iou_drop,
         float_layers=tuple(n.strip() for n in args.float_layers.split(",") if n.strip()),
         latency_runs=args.latency_runs, worst_layers=args.worst_layers,
+        command="python export/to_tflite.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
     )
     return models, options
 

@@ -157,7 +157,8 @@ def recorded_split(metadata: ModelMetadata, split: str, limit: int | None = None
         samples = make_dataset(
             spec["count"], seed=spec["seed"], size=tuple(spec["size"]), channels=spec["channels"],
             shapes=tuple(spec["shapes"]), dark_fraction=spec.get("dark_fraction", 0.2),
-            touching=spec.get("touching", 0.5),
+            touching=spec.get("touching", 0.5), radius=tuple(spec.get("radius", (0.06, 0.14))),
+            objects=tuple(spec.get("objects", (3, 9))),
         )
         chosen = [samples[int(stem)] for stem in stems]
         labels = [s.instance_labels if metadata.mode == "instance" else s.class_mask for s in chosen]

@@ -32,6 +32,8 @@ class TrainConfig:
     synthetic_shapes: tuple[str, ...] = ("disc",)
     synthetic_dark_fraction: float = 0.2
     synthetic_touching: float = 0.5
+    synthetic_radius: tuple[float, float] = (0.06, 0.14)
+    synthetic_objects: tuple[int, int] = (3, 9)
     mode: str = "semantic"
     architecture: str = "unet"
     input_size: int = 128
@@ -96,7 +98,8 @@ def load_training_data(config: TrainConfig) -> TrainingData:
             config.synthetic_count, seed=config.seed,
             size=(config.input_size, config.input_size), channels=channels,
             shapes=config.synthetic_shapes, dark_fraction=config.synthetic_dark_fraction,
-            touching=config.synthetic_touching,
+            touching=config.synthetic_touching, radius=tuple(config.synthetic_radius),
+            objects=tuple(config.synthetic_objects),
         )
         stems = [str(i) for i in range(len(samples))]
         train_stems, validation_stems = split_stems(stems, config.validation_fraction, config.seed)
@@ -110,6 +113,8 @@ def load_training_data(config: TrainConfig) -> TrainingData:
                 "shapes": list(config.synthetic_shapes),
                 "dark_fraction": config.synthetic_dark_fraction,
                 "touching": config.synthetic_touching,
+                "radius": list(config.synthetic_radius),
+                "objects": list(config.synthetic_objects),
                 "size": [config.input_size, config.input_size],
             }
         }
@@ -283,7 +288,11 @@ def train(config: TrainConfig) -> dict:
         metadata.training["best_epoch"] = callbacks[0].best_epoch
         metadata.training["best_val_mean_iou"] = callbacks[0].best
         save_metadata(metadata, out / f"{config.name}.json")
-        staged_model.replace(model_path)
+        # Ship the best weights without the optimizer state: a third of the file size.
+        from unet.models import load_model
+
+        with atomic_path(model_path) as temporary:
+            load_model(str(staged_model), compile=False).save(temporary)
         staged_history.replace(out / "history.csv")
     finally:
         staged_model.unlink(missing_ok=True)
@@ -412,7 +421,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import shlex
+
     config = parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    config.extra_training_info["command"] = "python -m unet.train " + shlex.join(arguments)
     evaluation = train(config)
     print(json.dumps({k: evaluation[k] for k in ("mean_iou", "pixel_accuracy")}, indent=2))
     print(f"wrote {config.out}/{config.name}.keras and its metadata, history, curves, evaluation")

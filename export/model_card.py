@@ -1,0 +1,94 @@
+"""A model card (Markdown) from the files the pipeline wrote: nothing in it is typed by hand.
+
+Reads NAME.json (metadata, training command), evaluation.json (validation scores from
+training), NAME.export.json (per-variant accuracy, size, latency) and the dataset's
+SOURCE.md, and writes MODEL_CARD.md beside the model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from unet.atomic import atomic_write_text
+from unet.metadata import ModelMetadata
+
+
+def _scores_line(accuracy: dict, mode: str) -> str:
+    line = (f"mean IoU {accuracy['mean_iou']:.4f}, foreground IoU {accuracy['foreground_iou']:.4f}, "
+            f"pixel accuracy {accuracy['pixel_accuracy']:.4f}")
+    if mode == "instance" and "instance" in accuracy:
+        instance = accuracy["instance"]
+        line += (f"; instance F1@0.5 {instance['f1@0.5']:.4f}, "
+                 f"DSB score {instance['dsb_score']:.4f}, "
+                 f"PQ {instance['panoptic_quality']:.4f} ({instance['true_count']} true, "
+                 f"{instance['predicted_count']} predicted objects)")
+    return line
+
+
+def render_model_card(metadata: ModelMetadata, report: dict, export_command: str) -> str:
+    training = metadata.training
+    source_note = ""
+    data = training.get("data")
+    if data and (Path(data) / "SOURCE.md").is_file():
+        source_note = (Path(data) / "SOURCE.md").read_text().strip()
+    elif "synthetic" in training:
+        source_note = f"Synthetic data: `unet.synthetic.make_dataset` with {training['synthetic']}."
+    height, width = metadata.input_size
+    lines = [
+        f"# Model card: {metadata.name}",
+        "",
+        metadata.description,
+        "",
+        f"- Task: {metadata.mode} segmentation; classes: {', '.join(metadata.class_names)}.",
+        f"- Input: {height}x{width}x{metadata.channels}, {metadata.normalisation.method} normalisation "
+        f"({metadata.normalisation.low}th to {metadata.normalisation.high}th percentile per image); "
+        "images of other sizes are resized in and out (or tiled with `--tile`).",
+        f"- Architecture: {training.get('architecture')}, loss {training.get('loss')}, best epoch "
+        f"{training.get('best_epoch')} of at most {training.get('epochs')}, seed {training.get('seed')}.",
+        f"- Training images: {len(training.get('train_stems', []))}; validation images: "
+        f"{len(training.get('validation_stems', []))} (never used for training or checkpoint weights, "
+        "used to pick the best epoch).",
+    ]
+    if metadata.instance is not None:
+        lines.append(f"- Instance post-processing: {metadata.instance}.")
+    lines += ["", "## Data", "", source_note, "", "## Reproduce", "", "```bash",
+              training.get("command", "(training command not recorded)"), export_command, "```", "",
+              "## Validation results (float and quantised)", ""]
+    keras_accuracy = report["keras"].get("accuracy")
+    if keras_accuracy:
+        lines.append(f"- Keras float32: {_scores_line(keras_accuracy, metadata.mode)}.")
+    for variant, row in report["variants"].items():
+        if "accuracy" in row:
+            agreement = row["agreement_with_keras"]
+            lines.append(
+                f"- LiteRT {variant}: {_scores_line(row['accuracy'], metadata.mode)}; agrees with "
+                f"Keras on {100 * agreement['pixel_agreement']:.2f}% of pixels."
+            )
+    lines += ["", "## Files, sizes and latency", "",
+              "| file | size | p50 ms, all threads | p50 ms, 1 thread |", "|---|---:|---:|---:|"]
+    latency = report.get("latency", {})
+    keras_latency = latency.get("keras-float32", {}).get("p50_ms")
+    lines.append(f"| {report['keras']['file']} | {report['keras']['size_bytes'] / 1024:.0f} KiB | "
+                 f"{keras_latency:.2f} | – |" if keras_latency else
+                 f"| {report['keras']['file']} | {report['keras']['size_bytes'] / 1024:.0f} KiB | – | – |")
+    for variant, row in report["variants"].items():
+        all_threads = latency.get(f"litert-{variant}", {}).get("p50_ms", float("nan"))
+        one_thread = latency.get(f"litert-{variant}-1thread", {}).get("p50_ms", float("nan"))
+        lines.append(
+            f"| {row['file']} | {row['size_bytes'] / 1024:.0f} KiB | {all_threads:.2f} | {one_thread:.2f} |"
+        )
+    lines += ["", f"Latency: batch 1, model call only, on the {report['machine']['cpus']}-thread x86 "
+              "machine that exported it; not Raspberry Pi numbers. Full export report: "
+              f"`{metadata.name}.export.md`.", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(model_dir: Path, metadata: ModelMetadata, report: dict, export_command: str) -> Path:
+    path = model_dir / "MODEL_CARD.md"
+    atomic_write_text(path, render_model_card(metadata, report, export_command))
+    return path
+
+
+def load_report(path: Path) -> dict:
+    return json.loads(path.read_text())
