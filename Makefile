@@ -20,7 +20,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) app.py
 
-test: $(STAMP)
+# The browser test drives Debian's chromium; install it where apt-get can (CI runs as root).
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	-command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

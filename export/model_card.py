@@ -29,9 +29,11 @@ def _scores_line(accuracy: dict, mode: str) -> str:
 def render_model_card(metadata: ModelMetadata, report: dict, export_command: str) -> str:
     training = metadata.training
     source_note = ""
-    data = training.get("data")
-    if data and (Path(data) / "SOURCE.md").is_file():
-        source_note = (Path(data) / "SOURCE.md").read_text().strip()
+    from unet.evaluate import recorded_data_folder
+
+    data = recorded_data_folder(training)
+    if data is not None and (data / "SOURCE.md").is_file():
+        source_note = (data / "SOURCE.md").read_text().strip()
     elif "synthetic" in training:
         source_note = f"Synthetic data: `unet.synthetic.make_dataset` with {training['synthetic']}."
     height, width = metadata.input_size

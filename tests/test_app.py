@@ -91,6 +91,9 @@ def free_port() -> int:
 @pytest.fixture
 def running_app(trained_and_exported):
     folder, _, _ = trained_and_exported
+    examples = folder.parent / "examples"
+    examples.mkdir(exist_ok=True)
+    synthetic_png(examples / "discs-example.png", 77, (96, 128))
     port = free_port()
     env = {**os.environ, "UNET_ASSETS": str(folder.parent), "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -170,3 +173,37 @@ def test_dockerfile_installs_what_the_readme_and_spaces_use():
     assert f"sdk_version: {gradio_pin.split('==')[1]}" in front_matter
     assert "app_file: app.py" in front_matter and "sdk: gradio" in front_matter
     assert 'python_version: "3.11"' in front_matter
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.slow
+def test_real_browser_runs_an_example_and_shows_the_latency_table(running_app, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it where apt-get works)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _ = running_app
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(url, wait_until="networkidle")
+        page.get_by_text("discs-example.png").first.click()
+        page.get_by_role("button", name="Segment").click()
+        table = page.locator("table").filter(has_text="LiteRT int8")
+        table.wait_for(timeout=60_000)
+        page.get_by_text("Agreement:").wait_for(timeout=30_000)
+        images = page.locator("img[src*='image']")
+        assert images.count() >= 3
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        text = table.inner_text()
+        browser.close()
+    print(f"screenshot: {tmp_path / 'app.png'}")
+    assert "Keras float32" in text
+    import re
+
+    assert re.search(r"\d+\.\d+", text), text

@@ -128,3 +128,11 @@ def test_dataset_scores_sum_counts_before_ratios():
     scores = dataset_instance_scores([true, np.zeros_like(true)], [true, true])
     assert (scores["tp@0.5"], scores["fp@0.5"], scores["fn@0.5"]) == (2, 2, 0)
     assert scores["true_count"] == 2 and scores["predicted_count"] == 4
+
+
+def test_foreground_without_a_confident_interior_is_still_an_object():
+    probabilities = np.zeros((12, 12, 3), dtype=np.float32)
+    probabilities[..., BACKGROUND] = 1
+    probabilities[2:8, 2:8] = [0.1, 0.3, 0.6]  # foreground, but boundary wins everywhere
+    instance_labels = instances_from_probabilities(probabilities, InstanceParams(min_size=4))
+    assert instance_labels.max() == 1 and (instance_labels[2:8, 2:8] == 1).all()

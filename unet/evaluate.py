@@ -163,9 +163,25 @@ def recorded_split(metadata: ModelMetadata, split: str, limit: int | None = None
         chosen = [samples[int(stem)] for stem in stems]
         labels = [s.instance_labels if metadata.mode == "instance" else s.class_mask for s in chosen]
         return _labelled(metadata, [s.image for s in chosen], labels)
-    data = training.get("data")
-    if data and Path(data).is_dir():
-        return labelled_folder(metadata, Path(data), stems)
+    data = recorded_data_folder(training)
+    if data is not None:
+        return labelled_folder(metadata, data, stems)
+    return None
+
+
+def recorded_data_folder(training: dict) -> Path | None:
+    """The training data folder: as recorded, or under ./data, or rebuilt from its recipe."""
+    recorded = training.get("data")
+    if not recorded:
+        return None
+    for candidate in (Path(recorded), Path("data") / Path(recorded).name):
+        if candidate.is_dir():
+            return candidate
+    from unet.datasets import RECIPES, fetch
+
+    recipe = training.get("dataset") or Path(recorded).name
+    if recipe in RECIPES:
+        return fetch(recipe, Path("data") / recipe)
     return None
 
 

@@ -49,6 +49,9 @@ def instances_from_probabilities(
     interior = remove_small_objects(interior, max_size=max(1, params.min_size // 4) - 1, connectivity=1)
     markers = label(interior, connectivity=1)
     instance_labels = watershed(-interior_probability, markers, mask=foreground)
+    # Foreground regions without a confident interior are objects too, not background.
+    unseeded = label(foreground & (instance_labels == 0), connectivity=1)
+    instance_labels = np.where(unseeded > 0, unseeded + instance_labels.max(), instance_labels)
     instance_labels = remove_small_objects(instance_labels, max_size=params.min_size - 1)
     return relabel_sequential(instance_labels)[0].astype(np.int32)
 

@@ -141,7 +141,11 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         else:
             highest = max(int(s.labels.max()) for s in samples)
             class_names = ["background", *[f"class{i}" for i in range(1, max(highest, 1) + 1)]]
-        source = {"data": str(Path(config.data).resolve())}
+        source = {"data": portable_path(Path(config.data))}
+        from unet.datasets import RECIPES
+
+        if Path(config.data).name in RECIPES and (Path(config.data) / "SOURCE.md").is_file():
+            source["dataset"] = Path(config.data).name
     if config.mode == "instance":
         class_names = ["background", "interior", "boundary"]
     source["train_stems"] = train_stems
@@ -158,6 +162,15 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         channels=channels,
         source=source,
     )
+
+
+def portable_path(path: Path) -> str:
+    """A path relative to the working directory when inside it, so metadata survives a clone."""
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
 
 
 def build_metadata(config: TrainConfig, data: TrainingData) -> ModelMetadata:
