@@ -11,7 +11,7 @@ from unet.synthetic import make_dataset
 from unet.train import TrainConfig, train
 
 DISCS = {"size": (64, 64), "shapes": ("disc",), "dark_fraction": 0.0, "touching": 0.8,
-         "radius": (0.12, 0.2), "objects": (3, 6)}
+         "radius": (0.12, 0.2), "objects": (3, 6), "overlap": 0.05}
 
 
 @pytest.mark.slow
@@ -20,7 +20,8 @@ def test_watershed_beats_connected_components_on_touching_discs(tmp_path):
         out=tmp_path, synthetic=True, mode="instance", synthetic_count=240, synthetic_dark_fraction=0.0,
         synthetic_touching=0.8, synthetic_radius=(0.12, 0.2), synthetic_objects=(3, 6), input_size=64,
         depth=3, base_filters=16, batch_size=16, samples_per_epoch=192, learning_rate=3e-3, epochs=12,
-        patience=12, boundary_width=1, min_instance_size=20, verbose=0, name="discs",
+        patience=12, boundary_width=1, min_instance_size=20, marker_min_distance=4, verbose=0,
+        name="discs",
     ))
     segmenter = Segmenter.from_path(tmp_path / "discs.keras")
     test_set = make_dataset(40, seed=4242, **DISCS)

@@ -136,3 +136,15 @@ def test_foreground_without_a_confident_interior_is_still_an_object():
     probabilities[2:8, 2:8] = [0.1, 0.3, 0.6]  # foreground, but boundary wins everywhere
     instance_labels = instances_from_probabilities(probabilities, InstanceParams(min_size=4))
     assert instance_labels.max() == 1 and (instance_labels[2:8, 2:8] == 1).all()
+
+
+def test_distance_markers_split_touching_interiors_that_component_markers_merge():
+    yy, xx = np.mgrid[0:20, 0:36]
+    two_discs = ((yy - 10) ** 2 + (xx - 10) ** 2 <= 64) | ((yy - 10) ** 2 + (xx - 25) ** 2 <= 64)
+    probabilities = np.zeros((20, 36, 3), dtype=np.float32)
+    probabilities[..., BACKGROUND] = ~two_discs
+    probabilities[..., INTERIOR] = two_discs  # no boundary predicted where they touch
+    merged = instances_from_probabilities(probabilities, InstanceParams(min_size=4))
+    split = instances_from_probabilities(probabilities, InstanceParams(min_size=4, marker_min_distance=4))
+    assert merged.max() == 1 and split.max() == 2
+    assert split[10, 10] != split[10, 25]

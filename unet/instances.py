@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from skimage.feature import peak_local_max
 from skimage.measure import label
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
@@ -47,8 +48,17 @@ def instances_from_probabilities(
     interior = (interior_probability >= params.interior_threshold) & foreground
     # Seeds smaller than a quarter of the smallest object are noise, not nuclei.
     interior = remove_small_objects(interior, max_size=max(1, params.min_size // 4) - 1, connectivity=1)
-    markers = label(interior, connectivity=1)
-    instance_labels = watershed(-interior_probability, markers, mask=foreground)
+    if params.marker_min_distance > 0:
+        distance = ndimage.distance_transform_edt(interior)
+        peaks = peak_local_max(distance, min_distance=params.marker_min_distance,
+                               labels=label(interior, connectivity=1), exclude_border=False)
+        markers = np.zeros(interior.shape, dtype=np.int32)
+        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+        elevation = -distance
+    else:
+        markers = label(interior, connectivity=1)
+        elevation = -interior_probability
+    instance_labels = watershed(elevation, markers, mask=foreground)
     # Foreground regions without a confident interior are objects too, not background.
     unseeded = label(foreground & (instance_labels == 0), connectivity=1)
     instance_labels = np.where(unseeded > 0, unseeded + instance_labels.max(), instance_labels)

@@ -36,11 +36,13 @@ def make_sample(
     radius: tuple[float, float] = (0.06, 0.14),
     touching: float = 0.5,
     dark_fraction: float = 0.2,
+    overlap: float = 0.2,
 ) -> SyntheticSample:
     """One image with `objects` (min, max) shapes of radius (fraction of the shorter side).
 
     `dark_fraction` of the images have objects darker than their background (like stained
-    tissue); the rest have brighter ones (like fluorescence).
+    tissue); the rest have brighter ones (like fluorescence). A touching object sits at a
+    distance of (1 - `overlap`) to 1 times the sum of the two radii from its neighbour.
     """
     unknown = sorted(set(shapes) - set(SHAPE_CLASSES))
     if unknown:
@@ -60,7 +62,7 @@ def make_sample(
             # Touch (or slightly overlap) an object already placed.
             anchor_y, anchor_x, anchor_radius = placed[int(rng.integers(len(placed)))]
             angle = rng.uniform(0, 2 * math.pi)
-            distance = (anchor_radius + object_radius) * rng.uniform(0.8, 1.0)
+            distance = (anchor_radius + object_radius) * rng.uniform(1.0 - overlap, 1.0)
             centre_y = anchor_y + distance * math.sin(angle)
             centre_x = anchor_x + distance * math.cos(angle)
         else:

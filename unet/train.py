@@ -57,6 +57,7 @@ class TrainConfig:
     description: str = ""
     boundary_width: int = 2
     min_instance_size: int = 16
+    marker_min_distance: int = 0
     normalisation: str = "percentile"
     scale_range: tuple[float, float] = (0.7, 1.4)
     strategy: str = "none"
@@ -180,7 +181,8 @@ def build_metadata(config: TrainConfig, data: TrainingData) -> ModelMetadata:
         class_names=data.class_names,
         mode=config.mode,
         normalisation=Normalisation(method=config.normalisation),
-        instance=InstanceParams(config.boundary_width, config.min_instance_size)
+        instance=InstanceParams(config.boundary_width, config.min_instance_size,
+                                marker_min_distance=config.marker_min_distance)
         if config.mode == "instance" else None,
         name=config.name,
         description=config.description,
@@ -416,6 +418,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--description", default="")
     parser.add_argument("--boundary-width", type=int, default=defaults.boundary_width)
     parser.add_argument("--min-instance-size", type=int, default=defaults.min_instance_size)
+    parser.add_argument("--marker-min-distance", type=int, default=defaults.marker_min_distance,
+                        help="instance mode: seed objects at distance-transform peaks this far "
+                        "apart (0: one seed per interior region)")
     parser.add_argument("--normalisation", choices=("percentile", "unit"),
                         default=defaults.normalisation)
     parser.add_argument("--scale-range", type=float, nargs=2, default=defaults.scale_range,
