@@ -60,6 +60,7 @@ models: $(STAMP)
 	$(PY) -m unet.train $(BRAIN_TRAIN) --quiet
 	$(PY) -m unet.train $(SHAPES_TRAIN) --quiet
 	$(PY) export/to_tflite.py
+	$(PY) -m unet.datasets examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
