@@ -57,6 +57,7 @@ models: $(STAMP)
 	$(PY) -m unet.datasets fetch mni152-tissue
 	$(PY) -m unet.datasets fetch shapes
 	$(PY) -m unet.train $(NUCLEI_TRAIN) --quiet
+	$(PY) -m unet.tune assets/nuclei/nuclei.keras
 	$(PY) -m unet.train $(BRAIN_TRAIN) --quiet
 	$(PY) -m unet.train $(SHAPES_TRAIN) --quiet
 	$(PY) export/to_tflite.py
