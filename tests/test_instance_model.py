@@ -19,8 +19,8 @@ def test_watershed_beats_connected_components_on_touching_discs(tmp_path):
     train(TrainConfig(
         out=tmp_path, synthetic=True, mode="instance", synthetic_count=240, synthetic_dark_fraction=0.0,
         synthetic_touching=0.8, synthetic_radius=(0.12, 0.2), synthetic_objects=(3, 6), input_size=64,
-        depth=3, base_filters=16, batch_size=16, samples_per_epoch=192, learning_rate=3e-3, epochs=12,
-        patience=12, boundary_width=1, min_instance_size=20, marker_min_distance=4, verbose=0,
+        depth=3, base_filters=16, batch_size=16, samples_per_epoch=192, learning_rate=3e-3, epochs=14,
+        patience=14, boundary_width=2, min_instance_size=20, marker_min_distance=4, verbose=0,
         name="discs",
     ))
     segmenter = Segmenter.from_path(tmp_path / "discs.keras")

@@ -48,6 +48,53 @@ def _files_by_stem(folder: Path) -> tuple[dict[str, Path], list[str]]:
     return by_stem, duplicates
 
 
+def is_dsb2018_layout(root: str | Path) -> bool:
+    """DSB2018: `<sample>/images/<sample>.png` and `<sample>/masks/*.png`, one mask per object."""
+    root = Path(root)
+    if (root / "images").is_dir():
+        return False
+    return any((child / "images").is_dir() and (child / "masks").is_dir() for child in root.iterdir()
+               if child.is_dir())
+
+
+def load_dsb2018(root: str | Path, stems: list[str] | None = None) -> list[Sample]:
+    """Samples with instance ids built from the per-object binary masks (id = mask order + 1).
+
+    Where object masks overlap, the later mask wins; a sample without masks is refused.
+    """
+    root = Path(root)
+    problems, samples = [], []
+    folders = sorted(c for c in root.iterdir() if c.is_dir() and (c / "images").is_dir())
+    if stems is not None:
+        folders = [f for f in folders if f.name in set(stems)]
+    for folder in folders:
+        images = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        masks = sorted(p for p in (folder / "masks").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if len(images) != 1 or not masks:
+            problems.append(f"{folder.name}: expected one image and at least one mask, found "
+                            f"{len(images)} image(s) and {len(masks)} mask(s)")
+            continue
+        try:
+            image = read_image(images[0])
+            labels = np.zeros(image.shape[:2], dtype=np.int64)
+            for object_id, mask_path in enumerate(masks, start=1):
+                mask = read_mask(mask_path)
+                if mask.shape != labels.shape:
+                    problems.append(f"size mismatch: {mask_path} is {mask.shape[1]}x{mask.shape[0]} but "
+                                    f"the image is {labels.shape[1]}x{labels.shape[0]}")
+                    break
+                labels[mask > 0] = object_id
+            else:
+                samples.append(Sample(folder.name, image, labels))
+        except ImageReadError as error:
+            problems.append(str(error))
+    if problems:
+        raise DatasetError(_problem_list(root, problems))
+    if not samples:
+        raise DatasetError(f"{root} holds no DSB2018 samples (<sample>/images/, <sample>/masks/)")
+    return samples
+
+
 def scan_folder(root: str | Path) -> list[SamplePaths]:
     """Pair images with masks by stem; refuse unmatched or ambiguous files."""
     root = Path(root)
@@ -76,8 +123,13 @@ def load_folder(
 ) -> list[Sample]:
     """Read and check every pair; with `num_classes`, labels must lie in 0..num_classes-1.
 
-    Pass num_classes=None for instance-id masks (any non-negative ids).
+    Pass num_classes=None for instance-id masks (any non-negative ids). A folder in the
+    DSB2018 layout is read as instance ids.
     """
+    if Path(root).is_dir() and is_dsb2018_layout(root):
+        if num_classes is not None:
+            raise DatasetError(f"{root} is a DSB2018 (instance) dataset; train it with --mode instance")
+        return load_dsb2018(root, stems)
     pairs = scan_folder(root)
     if stems is not None:
         by_stem = {pair.stem: pair for pair in pairs}
