@@ -2,7 +2,8 @@
 
 Reads NAME.json (metadata, training command), evaluation.json (validation scores from
 training), NAME.export.json (per-variant accuracy, size, latency) and the dataset's
-SOURCE.md, and writes MODEL_CARD.md beside the model.
+SOURCE.md, and writes MODEL_CARD.md beside the model. Export writes it; to rewrite one:
+`python -m export.model_card assets/NAME`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from unet.metadata import ModelMetadata
 def _scores_line(accuracy: dict, mode: str) -> str:
     line = (f"mean IoU {accuracy['mean_iou']:.4f}, foreground IoU {accuracy['foreground_iou']:.4f}, "
             f"pixel accuracy {accuracy['pixel_accuracy']:.4f}")
+    if mode == "semantic":
+        object_classes = list(accuracy["per_class"].values())[1:]
+        mean_objects = sum(row["iou"] for row in object_classes) / len(object_classes)
+        line += f", mean IoU over the non-background classes {mean_objects:.4f}"
     if mode == "instance" and "instance" in accuracy:
         instance = accuracy["instance"]
         line += (f"; instance F1@0.5 {instance['f1@0.5']:.4f}, "
@@ -26,7 +31,7 @@ def _scores_line(accuracy: dict, mode: str) -> str:
     return line
 
 
-def render_model_card(metadata: ModelMetadata, report: dict, export_command: str) -> str:
+def render_model_card(metadata: ModelMetadata, report: dict, export_command: str, model_dir: Path) -> str:
     training = metadata.training
     source_note = ""
     from unet.evaluate import recorded_data_folder
@@ -55,7 +60,9 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
     if metadata.instance is not None:
         lines.append(f"- Instance post-processing: {metadata.instance}.")
     lines += ["", "## Data", "", source_note, "", "## Reproduce", "", "```bash",
-              training.get("command", "(training command not recorded)"), export_command, "```", "",
+              training.get("command", "make models   # this model's training line is in the Makefile"),
+              *([f"python -m unet.tune {model_dir / report['model']}"] if training.get("tuned_on") else []),
+              export_command, "```", "",
               "## Validation results (float and quantised)", ""]
     keras_accuracy = report["keras"].get("accuracy")
     if keras_accuracy:
@@ -88,9 +95,30 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
 
 def write_model_card(model_dir: Path, metadata: ModelMetadata, report: dict, export_command: str) -> Path:
     path = model_dir / "MODEL_CARD.md"
-    atomic_write_text(path, render_model_card(metadata, report, export_command))
+    atomic_write_text(path, render_model_card(metadata, report, export_command, model_dir))
     return path
 
 
 def load_report(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite MODEL_CARD.md of each model folder given, from its metadata and export report."""
+    import sys
+
+    from unet.metadata import load_metadata, model_metadata_files
+
+    for folder in map(Path, argv if argv is not None else sys.argv[1:]):
+        for metadata_path in model_metadata_files(folder.parent):
+            if metadata_path.parent != folder:
+                continue
+            metadata = load_metadata(metadata_path)
+            report = load_report(metadata_path.with_name(f"{metadata_path.stem}.export.json"))
+            command = report.get("command", "python export/to_tflite.py")
+            print(f"wrote {write_model_card(folder, metadata, report, command)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

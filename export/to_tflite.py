@@ -176,6 +176,7 @@ def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[s
     images = held_out.images if held_out else []
     report: dict = {
         "model": model_path.name,
+        "command": options.command,
         "tensorflow": tf.__version__,
         "machine": {"cpus": os.cpu_count()},
         "held_out": {"images": len(images), "labelled": held_out is not None,

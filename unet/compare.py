@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from unet.evaluate import compare_segmentations
-from unet.metadata import ModelMetadata, load_metadata
+from unet.metadata import ModelMetadata, load_metadata, model_metadata_files
 from unet.overlay import class_overlay, disagreement_overlay, instance_overlay
 from unet.preprocess import Segmentation, preprocess
 from unet.runtime import LiteRTBackend, Segmenter, percentiles_ms
@@ -60,10 +60,7 @@ class ModelCatalog:
         self._segmenters: dict[tuple[str, str], Segmenter] = {}
         self._lock = threading.Lock()
         keras_ok = tensorflow_available()
-        for metadata_path in sorted(self.root.glob("*/*.json")):
-            if metadata_path.name.endswith((".export.json", ".evaluation.json")) or \
-                    metadata_path.name == "evaluation.json":
-                continue
+        for metadata_path in model_metadata_files(self.root):
             metadata = load_metadata(metadata_path)
             stem = metadata_path.stem
             files = {}

@@ -251,15 +251,13 @@ def write_examples(assets: Path) -> list[Path]:
     Validation images were never trained on; the shapes examples are freshly generated with a
     seed the training set did not use.
     """
-    from unet.metadata import load_metadata
+    from unet.metadata import load_metadata, model_metadata_files
     from unet.synthetic import make_dataset
 
     examples = assets / "examples"
     examples.mkdir(parents=True, exist_ok=True)
     written, provenance = [], ["# Example images", ""]
-    for metadata_path in sorted(assets.glob("*/*.json")):
-        if metadata_path.name.count(".") > 1:
-            continue
+    for metadata_path in model_metadata_files(assets):
         metadata = load_metadata(metadata_path)
         data = metadata.training.get("data")
         if metadata.name == "shapes":

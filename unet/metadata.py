@@ -178,6 +178,15 @@ def metadata_path_for(model_path: str | Path) -> Path:
 VARIANT_NAMES = ("float32", "float16", "dynamic", "int8", "uint8")
 
 
+def model_metadata_files(folder: str | Path) -> list[Path]:
+    """Metadata JSONs of the models one level below `folder` (those with a model file beside them)."""
+    found = []
+    for path in sorted(Path(folder).glob("*/*.json")):
+        if path.with_suffix(".keras").is_file() or any(path.parent.glob(f"{path.stem}.*.tflite")):
+            found.append(path)
+    return found
+
+
 def load_metadata(path: str | Path) -> ModelMetadata:
     """Read metadata from a JSON file, or from the sidecar of a model file."""
     path = Path(path)
