@@ -186,6 +186,7 @@ def build_demo() -> gr.Blocks:
         examples = example_images()
         if examples:
             gr.Examples(examples, inputs=[image, model],
+                        example_labels=[Path(path).stem for path, _ in examples],
                         label="Examples (provenance in assets/examples/SOURCE.md)")
         with gr.Row():
             overlay_a = gr.Image(label="Backend A overlay", format="png")

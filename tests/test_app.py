@@ -136,7 +136,8 @@ def test_launched_app_answers_segment_and_survives_a_corrupt_upload(running_app,
     assert overlay.size == (80, 100)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"this is not an image")
-    with pytest.raises(Exception, match="Cannot read this file"):
+    # gradio's Image component refuses undecodable uploads before the handler runs.
+    with pytest.raises(Exception, match="cannot identify image file|Cannot read this file"):
         client.predict(handle_file(str(broken)), api_name="/segment")
     again = client.predict(handle_file(str(image)), api_name="/segment")
     assert again[-1]["image_size"] == [80, 100]
@@ -192,18 +193,17 @@ def test_real_browser_runs_an_example_and_shows_the_latency_table(running_app, t
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(url, wait_until="networkidle")
-        page.get_by_text("discs-example.png").first.click()
+        page.get_by_text("discs-example").first.click()
         page.get_by_role("button", name="Segment").click()
-        table = page.locator("table").filter(has_text="LiteRT int8")
-        table.wait_for(timeout=60_000)
-        page.get_by_text("Agreement:").wait_for(timeout=30_000)
+        page.get_by_text("Agreement:").wait_for(timeout=90_000)
         images = page.locator("img[src*='image']")
         assert images.count() >= 3
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
-        text = table.inner_text()
+        text = page.locator("body").inner_text()
         browser.close()
     print(f"screenshot: {tmp_path / 'app.png'}")
-    assert "Keras float32" in text
     import re
 
-    assert re.search(r"\d+\.\d+", text), text
+    # The latency table: each backend's row carries its p50 and p95 in milliseconds.
+    for backend in ("Keras float32", "LiteRT int8"):
+        assert re.search(backend + r"\s+\d+\.\d+\s+\d+\.\d+", text), text[-1500:]
