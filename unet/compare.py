@@ -18,7 +18,7 @@ import numpy as np
 from unet.evaluate import compare_segmentations
 from unet.metadata import ModelMetadata, load_metadata, model_metadata_files
 from unet.overlay import class_overlay, disagreement_overlay, instance_overlay
-from unet.preprocess import Segmentation, preprocess
+from unet.preprocess import Segmentation, postprocess, preprocess
 from unet.runtime import LiteRTBackend, Segmenter, percentiles_ms
 
 KERAS = "Keras float32"
@@ -147,8 +147,6 @@ def compare(
     for backend in backends:
         segmenter = catalog.segmenter(model_name, backend)
         latencies = segmenter.time_model(tensor, timed_runs, warmup=1)
-        from unet.preprocess import postprocess
-
         segmentation = postprocess(segmenter.run_tensor(tensor), info, metadata, threshold)
         if segmentation.instance_labels is not None:
             overlay = instance_overlay(image, segmentation.instance_labels, opacity)

@@ -18,7 +18,13 @@ import numpy as np
 
 from unet.imageio import ImageSource, read_image
 from unet.metadata import ModelMetadata, load_metadata
-from unet.preprocess import PreprocessInfo, Segmentation, postprocess, preprocess
+from unet.preprocess import (
+    PreprocessInfo,
+    Segmentation,
+    postprocess,
+    preprocess,
+    segment_probabilities,
+)
 
 
 class ModelLoadError(ValueError):
@@ -241,8 +247,6 @@ class Segmenter:
             timings["model"] = model_ms
             timings["preprocess"] = _elapsed_ms(start) - model_ms
             start = time.perf_counter()
-            from unet.preprocess import segment_probabilities
-
             segmentation = segment_probabilities(probabilities, self.metadata, threshold)
         else:
             start = time.perf_counter()
