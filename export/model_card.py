@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from unet.atomic import atomic_write_text
-from unet.metadata import ModelMetadata
+from unet.metadata import ModelMetadata, portable_path
 
 
 def _scores_line(accuracy: dict, mode: str) -> str:
@@ -61,8 +61,9 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
         lines.append(f"- Instance post-processing: {metadata.instance}.")
     lines += ["", "## Data", "", source_note, "", "## Reproduce", "", "```bash",
               training.get("command", "make models   # this model's training line is in the Makefile"),
-              *([f"python -m unet.tune {model_dir / report['model']}"] if training.get("tuned_on") else []),
-              export_command, "```", "",
+              *([f"python -m unet.tune {portable_path(model_dir / report['model'])}"]
+                if training.get("tuned_on") else []),
+              export_command.strip(), "```", "",
               "## Validation results (float and quantised)", ""]
     keras_accuracy = report["keras"].get("accuracy")
     if keras_accuracy:

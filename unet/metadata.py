@@ -178,6 +178,15 @@ def metadata_path_for(model_path: str | Path) -> Path:
 VARIANT_NAMES = ("float32", "float16", "dynamic", "int8", "uint8")
 
 
+def portable_path(path: str | Path) -> str:
+    """A path relative to the working directory when inside it, so metadata survives a clone."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
+
+
 def model_metadata_files(folder: str | Path) -> list[Path]:
     """Metadata JSONs of the models one level below `folder` (those with a model file beside them)."""
     found = []

@@ -20,7 +20,7 @@ import numpy as np
 
 from unet.atomic import atomic_path, atomic_write_text
 from unet.cli import run_cli
-from unet.metadata import InstanceParams, ModelMetadata, Normalisation, save_metadata
+from unet.metadata import InstanceParams, ModelMetadata, Normalisation, portable_path, save_metadata
 
 
 @dataclass
@@ -163,15 +163,6 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         channels=channels,
         source=source,
     )
-
-
-def portable_path(path: Path) -> str:
-    """A path relative to the working directory when inside it, so metadata survives a clone."""
-    resolved = path.resolve()
-    try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(resolved)
 
 
 def build_metadata(config: TrainConfig, data: TrainingData) -> ModelMetadata:
