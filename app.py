@@ -26,7 +26,6 @@ MAX_PIXELS = 4_000_000
 MAX_UPLOAD = "40mb"
 DOWNLOADS = Path(tempfile.gettempdir()) / "unet-edge-downloads"
 DOWNLOAD_LIFETIME_S = 600
-README_PI = "https://github.com/unet-edge/unet-edge#raspberry-pi"
 
 catalog = ModelCatalog(ASSETS)
 
@@ -109,8 +108,8 @@ def segment(
                   f"mean IoU {agreement['mean_iou']:.4f}"
                   + (f", matched-instance F1 {agreement['matched_instance_f1']:.4f}"
                      if "matched_instance_f1" in agreement else "") + ".",
-                  f"Latency is the model call only, on this server's CPU: not Raspberry Pi latency "
-                  f"(see the [Raspberry Pi section]({README_PI}))."]
+                  "Latency is the model call only, on this server's CPU: not Raspberry Pi latency "
+                  "(the README's \"Raspberry Pi\" section says how to measure on a Pi)."]
     comparison.summary["notes"] = notes
     return (
         first.overlay,
