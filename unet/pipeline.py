@@ -29,12 +29,6 @@ class Augmentation:
     noise: float = 0.03
 
 
-NO_AUGMENTATION = Augmentation(
-    flips=False, rotate90=False, scale=(1.0, 1.0), brightness=0.0,
-    contrast=(1.0, 1.0), gamma=(1.0, 1.0), noise=0.0,
-)
-
-
 def prepare_training_images(images: list[np.ndarray], metadata: ModelMetadata) -> list[np.ndarray]:
     """Raw images -> full-size (H, W, C) float32 in [0, 1], exactly as inference normalises."""
     return [normalise_to_channels(image, metadata) for image in images]

@@ -19,7 +19,6 @@ import numpy as np
 from unet.imageio import ImageSource, read_image
 from unet.metadata import ModelMetadata, load_metadata
 from unet.preprocess import (
-    PreprocessInfo,
     Segmentation,
     postprocess,
     preprocess,
@@ -284,13 +283,3 @@ def percentiles_ms(latencies: list[float]) -> dict[str, float]:
         "runs": len(latencies),
     }
 
-
-__all__ = [
-    "Backend",
-    "KerasBackend",
-    "LiteRTBackend",
-    "ModelLoadError",
-    "PreprocessInfo",
-    "Segmenter",
-    "open_backend",
-]

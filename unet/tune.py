@@ -27,16 +27,12 @@ def tune_marker_distance(model: Path, candidates: list[int], limit: int | None =
     if training is None:
         raise ValueError(f"{model} records no reproducible training split to tune on")
     probabilities = [segmenter.segment(image).segmentation.probabilities for image in training.images]
-    from unet.instances import instances_from_probabilities
-    from unet.preprocess import Segmentation
+    from unet.preprocess import segment_probabilities
 
     results = []
     for candidate in candidates:
         metadata.instance.marker_min_distance = candidate
-        predictions = [
-            Segmentation(p, p.argmax(-1), instances_from_probabilities(p, metadata.instance))
-            for p in probabilities
-        ]
+        predictions = [segment_probabilities(p, metadata) for p in probabilities]
         scores = score_segmentations(metadata, predictions, training.targets, training.instance_labels)
         instance = scores["instance"]
         results.append((candidate, instance["f1@0.5"], instance["dsb_score"]))
