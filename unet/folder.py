@@ -114,7 +114,7 @@ def scan_folder(root: str | Path) -> list[SamplePaths]:
     if problems:
         raise DatasetError(_problem_list(root, problems))
     if not images:
-        raise DatasetError(f"{root} has no image files in images/ (looked for {IMAGE_SUFFIXES})")
+        raise DatasetError(f"{root} has no image files in images/ (looked for {' '.join(IMAGE_SUFFIXES)})")
     return [SamplePaths(stem, images[stem], masks[stem]) for stem in sorted(images)]
 
 

@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from unet.atomic import atomic_path, atomic_write_text
@@ -223,8 +222,13 @@ def distribution_strategy(name: str):
 
 def train(config: TrainConfig) -> dict:
     """Run training end to end; returns the final evaluation dictionary."""
+    # The data is read and validated before TensorFlow loads, so a bad folder is reported at once
+    # and its error is not buried under TensorFlow's start-up log lines.
+    data = load_training_data(config)
+    import keras
     import tensorflow as tf
 
+    from unet.checkpoint import AtomicBestCheckpoint
     from unet.losses import LOSSES, SegmentationMeanIoU, SegmentationPixelAccuracy
     from unet.pipeline import (
         Augmentation,
@@ -236,7 +240,6 @@ def train(config: TrainConfig) -> dict:
     if config.loss not in LOSSES:
         raise ValueError(f"--loss must be one of {sorted(LOSSES)}, got {config.loss!r}")
     keras.utils.set_random_seed(config.seed)
-    data = load_training_data(config)
     metadata = build_metadata(config, data)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -316,25 +319,6 @@ def train(config: TrainConfig) -> dict:
     evaluation["split"] = "validation"
     atomic_write_text(out / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
     return evaluation
-
-
-class AtomicBestCheckpoint(keras.callbacks.Callback):
-    """Saves the model whenever `monitor` improves, via a temporary file and a rename."""
-
-    def __init__(self, path: Path, monitor: str) -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.monitor = monitor
-        self.best = -math.inf
-        self.best_epoch = -1
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is None or not value > self.best:
-            return
-        self.best, self.best_epoch = float(value), epoch + 1
-        with atomic_path(self.path) as temporary:
-            self.model.save(temporary)
 
 
 def plot_curves(history_csv: Path, png_path: Path) -> None:
