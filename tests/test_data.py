@@ -86,6 +86,19 @@ def test_synthetic_generator_makes_touching_objects():
     assert merged >= 10
 
 
+def test_synthetic_objects_touch_but_are_never_hidden():
+    smallest_disc = np.pi * (0.12 * 64) ** 2
+    for index in range(30):
+        sample = make_sample(np.random.default_rng(index), size=(64, 64), shapes=("disc",), touching=0.9,
+                             radius=(0.12, 0.2), objects=(3, 6), overlap=0.05)
+        labels = sample.instance_labels
+        inner = labels[1:-1, 1:-1]
+        for instance_id in range(1, int(labels.max()) + 1):
+            at_border = instance_id not in inner or (labels == instance_id).sum() > (inner == instance_id).sum()
+            if not at_border:
+                assert (labels == instance_id).sum() >= 0.85 * smallest_disc, (index, instance_id)
+
+
 def test_write_folder_round_trips_through_the_loader(tmp_path):
     write_folder(tmp_path, 4, seed=1, size=(32, 32), shapes=("disc", "square"))
     samples = load_folder(tmp_path, num_classes=3)

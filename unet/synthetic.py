@@ -27,6 +27,9 @@ class SyntheticSample:
     instance_labels: np.ndarray
 
 
+PLACEMENT_TRIES = 50
+
+
 def make_sample(
     rng: np.random.Generator,
     size: tuple[int, int] = (128, 128),
@@ -42,7 +45,9 @@ def make_sample(
 
     `dark_fraction` of the images have objects darker than their background (like stained
     tissue); the rest have brighter ones (like fluorescence). A touching object sits at a
-    distance of (1 - `overlap`) to 1 times the sum of the two radii from its neighbour.
+    distance of (1 - `overlap`) to 1 times the sum of the two radii from its neighbour; no two
+    objects come closer than that, so an object is never hidden behind others. An object that
+    finds no such place in PLACEMENT_TRIES attempts is left out.
     """
     unknown = sorted(set(shapes) - set(SHAPE_CLASSES))
     if unknown:
@@ -58,16 +63,22 @@ def make_sample(
     for instance_id in range(1, count + 1):
         shape_index = int(rng.integers(len(shapes)))
         object_radius = float(rng.uniform(*radius)) * short_side
-        if placed and rng.random() < touching:
-            # Touch (or slightly overlap) an object already placed.
-            anchor_y, anchor_x, anchor_radius = placed[int(rng.integers(len(placed)))]
-            angle = rng.uniform(0, 2 * math.pi)
-            distance = (anchor_radius + object_radius) * rng.uniform(1.0 - overlap, 1.0)
-            centre_y = anchor_y + distance * math.sin(angle)
-            centre_x = anchor_x + distance * math.cos(angle)
+        wants_contact = bool(placed) and rng.random() < touching
+        for _ in range(PLACEMENT_TRIES):
+            if wants_contact:
+                # Touch (or slightly overlap) an object already placed.
+                anchor_y, anchor_x, anchor_radius = placed[int(rng.integers(len(placed)))]
+                angle = rng.uniform(0, 2 * math.pi)
+                distance = (anchor_radius + object_radius) * rng.uniform(1.0 - overlap, 1.0)
+                centre_y = anchor_y + distance * math.sin(angle)
+                centre_x = anchor_x + distance * math.cos(angle)
+            else:
+                centre_y = rng.uniform(object_radius, height - object_radius)
+                centre_x = rng.uniform(object_radius, width - object_radius)
+            if _overlaps_at_most(centre_y, centre_x, object_radius, placed, overlap):
+                break
         else:
-            centre_y = rng.uniform(object_radius, height - object_radius)
-            centre_x = rng.uniform(object_radius, width - object_radius)
+            continue
         object_mask = _draw_shape(
             shapes[shape_index], size, centre_y, centre_x, object_radius, rng.uniform(0, 2 * math.pi)
         )
@@ -79,6 +90,16 @@ def make_sample(
     instance_labels = _relabel_sequential(instance_labels)
     image = _render(rng, instance_labels, channels, dark_fraction)
     return SyntheticSample(image, class_mask, instance_labels)
+
+
+def _overlaps_at_most(
+    centre_y: float, centre_x: float, radius: float, placed: list[tuple[float, float, float]], overlap: float
+) -> bool:
+    """No centre closer than (1 - overlap) times the sum of radii: objects touch, never hide."""
+    return all(
+        math.hypot(centre_y - y, centre_x - x) >= (1.0 - overlap) * (radius + r) - 1e-6
+        for y, x, r in placed
+    )
 
 
 def _relabel_sequential(labels: np.ndarray) -> np.ndarray:
