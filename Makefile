@@ -50,7 +50,7 @@ BRAIN_TRAIN := --data data/mni152-tissue --val-prefix val_ --name brain-tissue -
 SHAPES_TRAIN := --data data/shapes --name shapes --out assets/shapes --channels 3 \
 	--description "Synthetic RGB shapes (disc, square, triangle), semantic segmentation" \
 	--class-names background,disc,square,triangle --input-size 128 --depth 3 --base-filters 16 \
-	--batch-size 16 --samples-per-epoch 256 --epochs 25 --patience 8 --lr 3e-3 --seed 7
+	--batch-size 16 --samples-per-epoch 256 --epochs 60 --patience 15 --lr 3e-3 --seed 7
 
 models: $(STAMP)
 	$(PY) -m unet.datasets fetch bbbc007

@@ -17,7 +17,7 @@ import gradio as gr
 import numpy as np
 
 from unet.compare import KERAS, Comparison, ModelCatalog, compare
-from unet.imageio import ImageReadError, downscale_to, read_image
+from unet.imageio import ImageReadError, image_size, read_image
 from unet.overlay import mask_image, save_instance_labels, save_png
 
 ASSETS = Path(os.environ.get("UNET_ASSETS", Path(__file__).resolve().parent / "assets"))
@@ -42,13 +42,12 @@ def load_upload(path: str | None) -> tuple[np.ndarray, list[str]]:
     if not path:
         raise gr.Error("No image: upload one, paste one, or pick an example.")
     try:
-        image = read_image(path)
+        image = read_image(path, max_pixels=MAX_PIXELS)
+        height, width = image_size(path)
     except ImageReadError as error:
         raise gr.Error(f"Cannot read this file: {error}") from error
     notes = []
-    height, width = image.shape[:2]
-    if height * width > MAX_PIXELS:
-        image = downscale_to(image, MAX_PIXELS)
+    if image.shape[0] * image.shape[1] < height * width:
         notes.append(f"The image ({width}x{height}) was downscaled to "
                      f"{image.shape[1]}x{image.shape[0]} to bound memory and time.")
     return image, notes

@@ -44,14 +44,24 @@ def read_image(source: ImageSource, max_pixels: int | None = None) -> np.ndarray
     elif _is_tiff(source):
         image = _read_tiff(source)
     else:
-        image = pil_to_array(open_image(source))
+        picture = open_image(source, max_pixels)
+        if max_pixels and picture.mode in ("L", "RGB") and picture.width * picture.height > max_pixels:
+            # 8-bit data is resized by Pillow in place of a float copy of the full-size image.
+            scale = (max_pixels / (picture.width * picture.height)) ** 0.5
+            size = (max(1, int(picture.width * scale)), max(1, int(picture.height * scale)))
+            picture = picture.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        image = pil_to_array(picture)
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:
         image = downscale_to(image, max_pixels)
     return image
 
 
-def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
-    """Open with Pillow, apply EXIF orientation and keep the first frame only."""
+def open_image(source: str | Path | bytes | Image.Image, max_pixels: int | None = None) -> Image.Image:
+    """Open with Pillow, apply EXIF orientation and keep the first frame only.
+
+    With `max_pixels`, a large JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, still at
+    least `max_pixels`), so a 100-megapixel photo never occupies its full size in memory.
+    """
     if isinstance(source, Image.Image):
         return ImageOps.exif_transpose(source)
     name = describe(source)
@@ -64,8 +74,12 @@ def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
         try:
             image = Image.open(stream)
             image.seek(0)
+            width, height = image.size
+            if max_pixels and image.format == "JPEG" and width * height > max_pixels:
+                scale = (max_pixels / (width * height)) ** 0.5
+                image.draft(image.mode, (int(width * scale) + 1, int(height * scale) + 1))
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)
         except Image.DecompressionBombError as error:
             raise ImageReadError(f"{name} is too large to decode safely: {error}") from error
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
@@ -73,8 +87,28 @@ def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
                 raise ImageReadError(f"{name} is an empty file (0 bytes)") from error
             if isinstance(source, bytes) and not source:
                 raise ImageReadError("the upload is empty (0 bytes)") from error
-            raise ImageReadError(f"{name} is not a readable image: {error}") from error
+            reason = ("not a PNG, JPEG, TIFF, BMP, GIF or WebP file"
+                      if isinstance(error, UnidentifiedImageError) else str(error))
+            raise ImageReadError(f"{name} is not a readable image: {reason}") from error
     return image
+
+
+def image_size(source: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file from its header, without decoding the pixels."""
+    if _is_tiff(source):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(source) as tiff:
+                return tuple(tiff.pages[0].shape[:2])
+        except Exception as error:
+            raise ImageReadError(f"{describe(source)} is not a readable TIFF: {error}") from error
+    try:
+        with Image.open(source) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(f"{describe(source)} is not a readable image: {error}") from error
+    return height, width
 
 
 def pil_to_array(image: Image.Image) -> np.ndarray:
@@ -107,14 +141,19 @@ def _is_tiff(source: ImageSource) -> bool:
 
 
 def _read_tiff(source: str | Path | bytes) -> np.ndarray:
+    import logging
+
     import tifffile
+
+    # tifffile logs what it cannot parse; the ImageReadError below already says it, once.
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
     name = describe(source)
     try:
         handle = io.BytesIO(source) if isinstance(source, bytes) else source
         with tifffile.TiffFile(handle) as tiff:
             if not tiff.pages:
-                raise ImageReadError(f"{name} has no image pages")
+                raise ImageReadError(f"{name} is not a readable TIFF: it has no image pages")
             page = tiff.pages[0]
             array = page.asarray()
             photometric = getattr(page, "photometric", None)
