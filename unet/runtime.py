@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,8 @@ class KerasBackend(Backend):
 def load_model_checked(path: Path, loader):
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelLoadError(f"{path} is not a .keras model (a .keras file is a zip archive)")
     try:
         return loader(str(path))
     except Exception as error:
