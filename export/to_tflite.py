@@ -195,6 +195,9 @@ def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[s
     report["keras"] = keras_row
     stem = metadata_path_for(model_path).stem
     latency_backends: dict[str, object] = {"keras-float32": reference.backend}
+    # Converted files wait outside the model folder until the report is complete, so an export
+    # that fails or is killed midway leaves the previous files and report as they were.
+    staged_files: dict[Path, bytes] = {}
     with tempfile.TemporaryDirectory() as workdir:
         saved_model = export_saved_model(model, Path(workdir) / "saved_model")
         for variant in options.variants:
@@ -202,9 +205,11 @@ def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[s
             started = time.perf_counter()
             tflite_bytes = convert(saved_model, variant, representative if calibration else None,
                                    options.float_layers)
-            path = model_path.with_name(f"{stem}.{variant}.tflite")
-            atomic_write_bytes(path, tflite_bytes)
-            row = {"file": path.name, "size_bytes": len(tflite_bytes),
+            final_path = model_path.with_name(f"{stem}.{variant}.tflite")
+            staged_files[final_path] = tflite_bytes
+            path = Path(workdir) / final_path.name
+            path.write_bytes(tflite_bytes)
+            row = {"file": final_path.name, "size_bytes": len(tflite_bytes),
                    "convert_seconds": round(time.perf_counter() - started, 2)}
             backend = LiteRTBackend(path, num_threads=os.cpu_count())
             segmenter = Segmenter(backend, metadata)
@@ -222,10 +227,10 @@ def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[s
             print("-- quantisation debugger")
             statistics = layer_statistics(saved_model, representative)
             report["worst_layers"] = statistics[: options.worst_layers]
-    tensor = preprocess(images[0], metadata)[0]
-    print(f"-- latency ({options.latency_runs} interleaved runs per backend)")
-    report["latency"] = interleaved_latency(
-        latency_backends, tensor, options.latency_runs) if options.latency_runs else {}
+        tensor = preprocess(images[0], metadata)[0]
+        print(f"-- latency ({options.latency_runs} interleaved runs per backend)")
+        report["latency"] = interleaved_latency(
+            latency_backends, tensor, options.latency_runs) if options.latency_runs else {}
     float_size = report["variants"].get("float32", {}).get("size_bytes")
     for row in report["variants"].values():
         row["size_ratio_to_float32"] = round(row["size_bytes"] / float_size, 4) if float_size else None
@@ -235,6 +240,8 @@ def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[s
         variant: {key: row[key] for key in ("file", "size_bytes", "input", "output")}
         for variant, row in report["variants"].items()
     }
+    for final_path, tflite_bytes in staged_files.items():
+        atomic_write_bytes(final_path, tflite_bytes)
     save_metadata(metadata, metadata_path_for(model_path))
     if not had_metadata:
         print(f"wrote inferred metadata {metadata_path_for(model_path)}; check its normalisation and classes")

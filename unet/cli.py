@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -15,13 +16,28 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def run_cli(main: Callable[[], int]) -> int:
-    """Run `main`; user errors print `error: ...` and exit 2 (a traceback with UNET_DEBUG=1)."""
+    """Run `main`; user errors print `error: ...` and exit 2 (a traceback with UNET_DEBUG=1).
+
+    SIGTERM is handled like Ctrl-C, so the cleanup that removes staged files runs on both.
+    """
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return main()
     except KeyboardInterrupt:
         print("interrupted; nothing was replaced", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated; nothing was replaced", file=sys.stderr)
+        return 143
     except USER_ERRORS as error:
         if os.environ.get("UNET_DEBUG"):
             raise
