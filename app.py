@@ -30,6 +30,23 @@ DOWNLOAD_LIFETIME_S = 600
 catalog = ModelCatalog(ASSETS)
 
 
+class ImageUpload(gr.Image):
+    """An image input that hands the uploaded file itself to the handler.
+
+    gr.Image decodes uploads with Pillow first; a file Pillow cannot open would fail there
+    with a generic message. Here that file reaches `load_upload`, whose decoder reads TIFF
+    with tifffile and names what is wrong with anything it cannot read.
+    """
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except (OSError, ValueError, SyntaxError):
+            if payload is not None and payload.path:
+                return str(payload.path)
+            raise
+
+
 def default_backends(model_name: str) -> tuple[str, str]:
     backends = catalog.models[model_name].backends
     first = KERAS if KERAS in backends else backends[0]
@@ -45,7 +62,9 @@ def load_upload(path: str | None) -> tuple[np.ndarray, list[str]]:
         image = read_image(path, max_pixels=MAX_PIXELS)
         height, width = image_size(path)
     except ImageReadError as error:
-        raise gr.Error(f"Cannot read this file: {error}") from error
+        # The upload's name, not the server's cache path, is what the user knows it by.
+        message = str(error).replace(str(path), Path(path).name)
+        raise gr.Error(f"Cannot read this file: {message}") from error
     notes = []
     if image.shape[0] * image.shape[1] < height * width:
         notes.append(f"The image ({width}x{height}) was downscaled to "
@@ -175,7 +194,8 @@ def build_demo() -> gr.Blocks:
             backend_b = gr.Dropdown(catalog.models[first_model].backends, value=first_b, label="Backend B")
         description = gr.Markdown(describe(first_model))
         with gr.Row():
-            image = gr.Image(type="filepath", sources=["upload", "clipboard", "webcam"], label="Image")
+            image = ImageUpload(type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"],
+                                label="Image")
             with gr.Column():
                 threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Threshold (binary models)")
                 opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
