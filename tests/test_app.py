@@ -1,6 +1,7 @@
 """The Gradio app: handlers called directly, then the real server through gradio_client."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -116,7 +117,7 @@ def running_app(trained_and_exported):
         process.kill()
         pytest.fail("app did not start within 120 s")
     print(f"app answered after {time.perf_counter() - started:.1f} s")
-    yield url, client
+    yield url, client, process.pid
     process.terminate()
     process.wait(timeout=30)
 
@@ -125,7 +126,7 @@ def running_app(trained_and_exported):
 def test_launched_app_answers_segment_and_survives_a_corrupt_upload(running_app, tmp_path):
     from gradio_client import handle_file
 
-    url, client = running_app
+    url, client, _ = running_app
     image = synthetic_png(tmp_path / "s.png", 3, (100, 80))
     result = client.predict(handle_file(str(image)), api_name="/segment")
     summary = result[-1]
@@ -147,7 +148,7 @@ def test_launched_app_answers_segment_and_survives_a_corrupt_upload(running_app,
 def test_eight_concurrent_calls_each_get_their_own_result(running_app, tmp_path):
     from gradio_client import Client, handle_file
 
-    url, _ = running_app
+    url, _, _ = running_app
     sizes = [(60 + 8 * i, 50 + 4 * i) for i in range(8)]
     images = [synthetic_png(tmp_path / f"c{i}.png", 10 + i, size) for i, size in enumerate(sizes)]
 
@@ -159,6 +160,82 @@ def test_eight_concurrent_calls_each_get_their_own_result(running_app, tmp_path)
     for (height, width), result in zip(sizes, results, strict=True):
         assert result[-1]["image_size"] == [width, height]
         assert Image.open(result[0]).size == (width, height)
+
+
+def resident_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+
+
+@pytest.mark.slow
+def test_soak_eight_clients_mixed_good_and_bad_uploads(running_app, tmp_path):
+    """Several hundred calls: good images answered with their own result, bad ones with an error."""
+    from bad_inputs import BAD_INPUTS, write_corpus
+    from gradio_client import Client, handle_file
+
+    url, _, pid = running_app
+    good = {synthetic_png(tmp_path / f"g{i}.png", 40 + i, (48 + 16 * i, 40 + 8 * i)): (48 + 16 * i, 40 + 8 * i)
+            for i in range(6)}
+    bad = list(write_corpus(tmp_path / "bad", BAD_INPUTS).values())
+    clients, calls_per_client, batches = 8, 40, 8
+    outcomes = {"good answered": 0, "bad refused": 0, "wrong result": 0, "server error": 0}
+    memory_curve = [round(resident_mb(pid))]
+
+    def client_session(index: int, batch: int) -> dict[str, int]:
+        counts = dict.fromkeys(outcomes, 0)
+        client = Client(url, verbose=False)
+        good_paths = list(good)
+        for call in range(calls_per_client // batches):
+            step = batch * clients + index + call
+            if step % 5 == 4:
+                path = bad[step % len(bad)]
+                try:
+                    client.predict(handle_file(str(path)), api_name="/segment", timed_runs=1)
+                    counts["wrong result"] += 1
+                except Exception as error:
+                    clear = re.search(r"Cannot read this file|cannot identify image file|empty", str(error))
+                    counts["bad refused" if clear else "server error"] += 1
+                continue
+            path = good_paths[step % len(good_paths)]
+            try:
+                result = client.predict(handle_file(str(path)), api_name="/segment", timed_runs=1)
+            except Exception:
+                counts["server error"] += 1
+                continue
+            height, width = good[path]
+            ok = result[-1]["image_size"] == [width, height] and Image.open(result[0]).size == (width, height)
+            counts["good answered" if ok else "wrong result"] += 1
+        return counts
+
+    started = time.perf_counter()
+    for batch in range(batches):
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            for counts in pool.map(client_session, range(clients), [batch] * clients):
+                for key, value in counts.items():
+                    outcomes[key] += value
+        memory_curve.append(round(resident_mb(pid)))
+    elapsed = time.perf_counter() - started
+    total = sum(outcomes.values())
+    print(f"soak: {total} calls from {clients} clients in {elapsed:.0f} s: {outcomes}; "
+          f"server resident MB after each batch: {memory_curve}")
+    assert total == clients * calls_per_client
+    assert outcomes["server error"] == 0 and outcomes["wrong result"] == 0
+    # Flat after warm-up: the first batch loads the models and fills caches.
+    assert memory_curve[-1] <= 1.15 * memory_curve[1] + 30
+
+
+@pytest.mark.slow
+def test_file_routes_do_not_serve_repository_or_system_files(running_app):
+    import httpx
+
+    url, _, _ = running_app
+    targets = [f"{REPO}/app.py", "/etc/passwd", "../../../../../../etc/passwd", f"{REPO}/assets/../app.py",
+               "..%2F..%2F..%2F..%2Fetc%2Fpasswd", f"{REPO}/.git/config"]
+    for route in ("gradio_api/file=", "file=", "gradio_api/file/"):
+        for target in targets:
+            response = httpx.get(f"{url}{route}{target}", follow_redirects=True, timeout=30)
+            assert response.status_code in (400, 403, 404, 405), (route, target, response.status_code)
+            assert "root:" not in response.text and "import gradio" not in response.text, (route, target)
 
 
 def test_dockerfile_installs_what_the_readme_and_spaces_use():

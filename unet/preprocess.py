@@ -55,7 +55,14 @@ class Segmentation:
 
 
 def normalise_intensities(image: np.ndarray, normalisation: Normalisation) -> np.ndarray:
-    """Map raw intensities of (H, W[, C]) to float32 in [0, 1], jointly over channels."""
+    """Map raw intensities of (H, W[, C]) to float32 in [0, 1], jointly over channels.
+
+    NaN and -inf count as the darkest finite value, +inf as the brightest.
+    """
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        finite = image[np.isfinite(image)]
+        darkest, brightest = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        image = np.nan_to_num(image, nan=darkest, posinf=brightest, neginf=darkest)
     if normalisation.method == "unit":
         if np.issubdtype(image.dtype, np.integer):
             scale = float(np.iinfo(image.dtype).max)
@@ -66,7 +73,9 @@ def normalise_intensities(image: np.ndarray, normalisation: Normalisation) -> np
     low, high = np.percentile(flat[::step], [normalisation.low, normalisation.high])
     if high - low <= 1e-12:
         return np.zeros(image.shape, dtype=np.float32)
-    scaled = (image.astype(np.float32) - np.float32(low)) / np.float32(high - low)
+    # Extreme float data gets float64 arithmetic: its range can itself overflow float32.
+    work_dtype = np.float32 if max(abs(low), abs(high)) < 1e30 else np.float64
+    scaled = ((image.astype(work_dtype) - work_dtype(low)) / work_dtype(high - low)).astype(np.float32)
     return np.clip(scaled, 0.0, 1.0, out=scaled)
 
 

@@ -1,0 +1,243 @@
+"""unet-edge demo: upload an image, see the masks of two backends side by side.
+
+    python app.py                     # http://127.0.0.1:7860 (GRADIO_SERVER_NAME=0.0.0.0 in Docker)
+
+The UI only: every computation lives in `unet.compare`, so the handlers can be called and
+tested without a server.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from unet.compare import KERAS, Comparison, ModelCatalog, compare
+from unet.imageio import ImageReadError, image_size, read_image
+from unet.overlay import mask_image, save_instance_labels, save_png
+
+ASSETS = Path(os.environ.get("UNET_ASSETS", Path(__file__).resolve().parent / "assets"))
+EXAMPLES = ASSETS / "examples"
+MAX_PIXELS = 4_000_000
+MAX_UPLOAD = "40mb"
+DOWNLOADS = Path(tempfile.gettempdir()) / "unet-edge-downloads"
+DOWNLOAD_LIFETIME_S = 600
+
+catalog = ModelCatalog(ASSETS)
+
+from gradio.events import Dependency
+
+class ImageUpload(gr.Image):
+    """An image input that hands the uploaded file itself to the handler.
+
+    gr.Image decodes uploads with Pillow first; a file Pillow cannot open would fail there
+    with a generic message. Here that file reaches `load_upload`, whose decoder reads TIFF
+    with tifffile and names what is wrong with anything it cannot read.
+    """
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except (OSError, ValueError, SyntaxError):
+            if payload is not None and payload.path:
+                return str(payload.path)
+            raise
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def default_backends(model_name: str) -> tuple[str, str]:
+    backends = catalog.models[model_name].backends
+    first = KERAS if KERAS in backends else backends[0]
+    second = "LiteRT int8" if "LiteRT int8" in backends else backends[-1]
+    return first, second
+
+
+def load_upload(path: str | None) -> tuple[np.ndarray, list[str]]:
+    """Decode an upload with the project's decoder; bound its size with a visible note."""
+    if not path:
+        raise gr.Error("No image: upload one, paste one, or pick an example.")
+    try:
+        image = read_image(path, max_pixels=MAX_PIXELS)
+        height, width = image_size(path)
+    except ImageReadError as error:
+        raise gr.Error(f"Cannot read this file: {error}") from error
+    notes = []
+    if image.shape[0] * image.shape[1] < height * width:
+        notes.append(f"The image ({width}x{height}) was downscaled to "
+                     f"{image.shape[1]}x{image.shape[0]} to bound memory and time.")
+    return image, notes
+
+
+def write_downloads(comparison: Comparison, model_name: str) -> list[str]:
+    """Mask PNGs of both backends in a private temporary folder pruned after 10 minutes."""
+    DOWNLOADS.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - DOWNLOAD_LIFETIME_S
+    for old in DOWNLOADS.glob("*.png"):
+        if old.stat().st_mtime < cutoff:
+            old.unlink(missing_ok=True)
+    colours = catalog.models[model_name].metadata.class_colours
+    folder = Path(tempfile.mkdtemp(dir=DOWNLOADS))
+    paths = []
+    for result in comparison.results:
+        slug = result.backend.lower().replace(" ", "-")
+        segmentation = result.segmentation
+        if segmentation.instance_labels is not None:
+            path = folder / f"{model_name}-{slug}-instances.png"
+            paths.append(save_instance_labels(segmentation.instance_labels, path))
+        else:
+            path = folder / f"{model_name}-{slug}-mask.png"
+            paths.append(save_png(mask_image(segmentation.class_mask, colours), path))
+    return [str(p) for p in paths]
+
+
+def segment(
+    image_path: str | None,
+    model_name: str | None = None,
+    backend_a: str | None = None,
+    backend_b: str | None = None,
+    threshold: float = 0.5,
+    opacity: float = 0.5,
+    timed_runs: int = 10,
+):
+    """The main event (api_name="segment"): overlays, slider, disagreement, table, files, JSON."""
+    model_name = model_name or next(iter(catalog.models))
+    if model_name not in catalog.models:
+        raise gr.Error(f"Unknown model {model_name!r}; choose one of {', '.join(catalog.models)}.")
+    defaults = default_backends(model_name)
+    chosen = (backend_a or defaults[0], backend_b or defaults[1])
+    image, notes = load_upload(image_path)
+    metadata = catalog.models[model_name].metadata
+    binary_threshold = threshold if metadata.output_channels == 1 else None
+    try:
+        comparison = compare(catalog, image, model_name, chosen, binary_threshold, opacity, int(timed_runs))
+    except ValueError as error:
+        raise gr.Error(str(error)) from error
+    first, second = comparison.results
+    agreement = comparison.agreement
+    headers = ["backend", "p50 ms", "p95 ms", "file size"]
+    if metadata.mode == "instance":
+        headers.append("instances")
+    note_lines = [*notes,
+                  f"Agreement: {100 * agreement['pixel_agreement']:.2f}% of pixels, "
+                  f"mean IoU {agreement['mean_iou']:.4f}"
+                  + (f", matched-instance F1 {agreement['matched_instance_f1']:.4f}"
+                     if "matched_instance_f1" in agreement else "") + ".",
+                  "Latency is the model call only, on this server's CPU: not Raspberry Pi latency "
+                  "(the README's \"Raspberry Pi\" section says how to measure on a Pi)."]
+    comparison.summary["notes"] = notes
+    return (
+        first.overlay,
+        second.overlay,
+        (first.overlay, second.overlay),
+        comparison.disagreement,
+        gr.Dataframe(value=comparison.table(), headers=headers),
+        "\n\n".join(note_lines),
+        write_downloads(comparison, model_name),
+        comparison.summary,
+    )
+
+
+def update_backends(model_name: str):
+    model = catalog.models[model_name]
+    first, second = default_backends(model_name)
+    return (
+        gr.Dropdown(choices=model.backends, value=first),
+        gr.Dropdown(choices=model.backends, value=second),
+        describe(model_name),
+    )
+
+
+def describe(model_name: str) -> str:
+    """The model's one-line summary and a legend of its class colours."""
+    model = catalog.models[model_name]
+    metadata = model.metadata
+    if metadata.mode == "instance":
+        legend = "each object in its own colour, outlined in white"
+    else:
+        legend = " ".join(
+            f'<span style="color: rgb{tuple(colour)}">&#9632;</span> {name}'
+            for name, colour in zip(metadata.class_names[1:], metadata.class_colours[1:], strict=True)
+        )
+    return f"**{model.summary}** Legend: {legend}"
+
+
+def example_images() -> list[list[str]]:
+    """[image, model] pairs: an example named `MODEL-*.png` opens with that model selected."""
+    if not EXAMPLES.is_dir():
+        return []
+    suffixes = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+    examples = []
+    for path in sorted(EXAMPLES.iterdir()):
+        if path.suffix.lower() not in suffixes:
+            continue
+        model = next((name for name in catalog.models if path.name.startswith(f"{name}-")), None)
+        examples.append([str(path), model or next(iter(catalog.models))])
+    return examples
+
+
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title="unet-edge", delete_cache=(600, 600)) as demo:
+        gr.Markdown("# unet-edge\nU-Net segmentation from Keras to a Raspberry Pi: compare the float "
+                    "model with its quantised LiteRT versions on your own image.")
+        if not catalog.models:
+            gr.Markdown(f"**No models found in `{ASSETS}`.** Run `make models` to build them.")
+            return demo
+        first_model = next(iter(catalog.models))
+        first_a, first_b = default_backends(first_model)
+        with gr.Row():
+            model = gr.Dropdown(list(catalog.models), value=first_model, label="Model")
+            backend_a = gr.Dropdown(catalog.models[first_model].backends, value=first_a, label="Backend A")
+            backend_b = gr.Dropdown(catalog.models[first_model].backends, value=first_b, label="Backend B")
+        description = gr.Markdown(describe(first_model))
+        with gr.Row():
+            image = ImageUpload(type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"],
+                                label="Image")
+            with gr.Column():
+                threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Threshold (binary models)")
+                opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                runs = gr.Slider(1, 50, value=10, step=1, label="Timed runs (after one warm-up)")
+                run = gr.Button("Segment", variant="primary")
+        examples = example_images()
+        if examples:
+            gr.Examples(examples, inputs=[image, model],
+                        example_labels=[Path(path).stem for path, _ in examples],
+                        label="Examples (provenance in assets/examples/SOURCE.md)")
+        with gr.Row():
+            overlay_a = gr.Image(label="Backend A overlay", format="png")
+            overlay_b = gr.Image(label="Backend B overlay", format="png")
+        with gr.Row():
+            slider = gr.ImageSlider(label="A | B")
+            disagreement = gr.Image(label="Where A and B disagree (magenta)")
+        table = gr.Dataframe(label="Latency and size", interactive=False)
+        notes = gr.Markdown()
+        downloads = gr.File(label="Masks (PNG)", file_count="multiple")
+        summary = gr.JSON(label="Summary")
+        model.change(update_backends, inputs=model, outputs=[backend_a, backend_b, description])
+        run.click(
+            segment,
+            inputs=[image, model, backend_a, backend_b, threshold, opacity, runs],
+            outputs=[overlay_a, overlay_b, slider, disagreement, table, notes, downloads, summary],
+            api_name="segment",
+            concurrency_limit=2,
+        )
+    return demo
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    catalog.warm_up()
+    demo.queue(max_size=64, default_concurrency_limit=2).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=MAX_UPLOAD,
+        show_error=True,
+    )
