@@ -9,6 +9,7 @@ tested without a server.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -30,21 +31,34 @@ DOWNLOAD_LIFETIME_S = 600
 catalog = ModelCatalog(ASSETS)
 
 
-class ImageUpload(gr.Image):
-    """An image input that hands the uploaded file itself to the handler.
+class UserError(gr.Error):
+    """A message for the user about their input: shown in the UI, no server-side traceback."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, print_exception=False)
+
+
+def image_upload(**kwargs) -> gr.Image:
+    """A gr.Image input that hands the uploaded file itself to the handler.
 
     gr.Image decodes uploads with Pillow first; a file Pillow cannot open would fail there
     with a generic message. Here that file reaches `load_upload`, whose decoder reads TIFF
-    with tifffile and names what is wrong with anything it cannot read.
+    with tifffile and names what is wrong with anything it cannot read. (Set on the instance:
+    subclassing a gradio component makes gradio write a .pyi stub beside this file.)
     """
+    component = gr.Image(type="filepath", image_mode=None, **kwargs)
+    pillow_preprocess = component.preprocess
 
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return pillow_preprocess(payload)
         except (OSError, ValueError, SyntaxError):
             if payload is not None and payload.path:
                 return str(payload.path)
             raise
+
+    component.preprocess = preprocess
+    return component
 
 
 def default_backends(model_name: str) -> tuple[str, str]:
@@ -57,14 +71,14 @@ def default_backends(model_name: str) -> tuple[str, str]:
 def load_upload(path: str | None) -> tuple[np.ndarray, list[str]]:
     """Decode an upload with the project's decoder; bound its size with a visible note."""
     if not path:
-        raise gr.Error("No image: upload one, paste one, or pick an example.")
+        raise UserError("No image: upload one, paste one, or pick an example.")
     try:
         image = read_image(path, max_pixels=MAX_PIXELS)
         height, width = image_size(path)
     except ImageReadError as error:
         # The upload's name, not the server's cache path, is what the user knows it by.
         message = str(error).replace(str(path), Path(path).name)
-        raise gr.Error(f"Cannot read this file: {message}") from error
+        raise UserError(f"Cannot read this file: {message}") from error
     notes = []
     if image.shape[0] * image.shape[1] < height * width:
         notes.append(f"The image ({width}x{height}) was downscaled to "
@@ -72,26 +86,38 @@ def load_upload(path: str | None) -> tuple[np.ndarray, list[str]]:
     return image, notes
 
 
-def write_downloads(comparison: Comparison, model_name: str) -> list[str]:
-    """Mask PNGs of both backends in a private temporary folder pruned after 10 minutes."""
+def request_folder() -> Path:
+    """A private folder for one request's files; folders older than 10 minutes are removed."""
     DOWNLOADS.mkdir(parents=True, exist_ok=True)
     cutoff = time.time() - DOWNLOAD_LIFETIME_S
-    for old in DOWNLOADS.glob("*.png"):
-        if old.stat().st_mtime < cutoff:
-            old.unlink(missing_ok=True)
+    for old in DOWNLOADS.iterdir():
+        if old.is_dir() and old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=DOWNLOADS))
+
+
+def write_result_files(comparison: Comparison, model_name: str) -> tuple[list[str], str, list[str]]:
+    """Overlay PNGs, the disagreement PNG and mask PNGs of both backends, in a request folder.
+
+    Handing gradio files rather than arrays matters under load: gradio caches an array output
+    by rewriting a file named after its content hash, so two requests with the same result
+    could stream a file that the other is rewriting; files are copied into its cache atomically.
+    """
+    folder = request_folder()
     colours = catalog.models[model_name].metadata.class_colours
-    folder = Path(tempfile.mkdtemp(dir=DOWNLOADS))
-    paths = []
+    overlays, masks = [], []
     for result in comparison.results:
         slug = result.backend.lower().replace(" ", "-")
+        overlays.append(str(save_png(result.overlay, folder / f"{model_name}-{slug}-overlay.png")))
         segmentation = result.segmentation
         if segmentation.instance_labels is not None:
             path = folder / f"{model_name}-{slug}-instances.png"
-            paths.append(save_instance_labels(segmentation.instance_labels, path))
+            masks.append(str(save_instance_labels(segmentation.instance_labels, path)))
         else:
             path = folder / f"{model_name}-{slug}-mask.png"
-            paths.append(save_png(mask_image(segmentation.class_mask, colours), path))
-    return [str(p) for p in paths]
+            masks.append(str(save_png(mask_image(segmentation.class_mask, colours), path)))
+    disagreement = str(save_png(comparison.disagreement, folder / f"{model_name}-disagreement.png"))
+    return overlays, disagreement, masks
 
 
 def segment(
@@ -106,7 +132,7 @@ def segment(
     """The main event (api_name="segment"): overlays, slider, disagreement, table, files, JSON."""
     model_name = model_name or next(iter(catalog.models))
     if model_name not in catalog.models:
-        raise gr.Error(f"Unknown model {model_name!r}; choose one of {', '.join(catalog.models)}.")
+        raise UserError(f"Unknown model {model_name!r}; choose one of {', '.join(catalog.models)}.")
     defaults = default_backends(model_name)
     chosen = (backend_a or defaults[0], backend_b or defaults[1])
     image, notes = load_upload(image_path)
@@ -115,8 +141,7 @@ def segment(
     try:
         comparison = compare(catalog, image, model_name, chosen, binary_threshold, opacity, int(timed_runs))
     except ValueError as error:
-        raise gr.Error(str(error)) from error
-    first, second = comparison.results
+        raise UserError(str(error)) from error
     agreement = comparison.agreement
     headers = ["backend", "p50 ms", "p95 ms", "file size"]
     if metadata.mode == "instance":
@@ -129,14 +154,15 @@ def segment(
                   "Latency is the model call only, on this server's CPU: not Raspberry Pi latency "
                   "(the README's \"Raspberry Pi\" section says how to measure on a Pi)."]
     comparison.summary["notes"] = notes
+    overlays, disagreement, masks = write_result_files(comparison, model_name)
     return (
-        first.overlay,
-        second.overlay,
-        (first.overlay, second.overlay),
-        comparison.disagreement,
+        overlays[0],
+        overlays[1],
+        (overlays[0], overlays[1]),
+        disagreement,
         gr.Dataframe(value=comparison.table(), headers=headers),
         "\n\n".join(note_lines),
-        write_downloads(comparison, model_name),
+        masks,
         comparison.summary,
     )
 
@@ -194,8 +220,7 @@ def build_demo() -> gr.Blocks:
             backend_b = gr.Dropdown(catalog.models[first_model].backends, value=first_b, label="Backend B")
         description = gr.Markdown(describe(first_model))
         with gr.Row():
-            image = ImageUpload(type="filepath", image_mode=None, sources=["upload", "clipboard", "webcam"],
-                                label="Image")
+            image = image_upload(sources=["upload", "clipboard", "webcam"], label="Image")
             with gr.Column():
                 threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Threshold (binary models)")
                 opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")

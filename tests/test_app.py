@@ -41,13 +41,14 @@ def test_segment_handler_compares_keras_with_int8(app_module, tmp_path):
     image = synthetic_png(tmp_path / "a.png", 1)
     outputs = app_module.segment(str(image), timed_runs=3)
     overlay_a, overlay_b, slider, disagreement, table, notes, downloads, summary = outputs
-    assert overlay_a.shape == overlay_b.shape == (120, 90, 3)
+    assert np.asarray(Image.open(overlay_a)).shape == np.asarray(Image.open(overlay_b)).shape == (120, 90, 3)
+    assert slider == (overlay_a, overlay_b)
     assert [b["name"] for b in summary["backends"]] == ["Keras float32", "LiteRT int8"]
     for backend in summary["backends"]:
         assert 0 < backend["p50_ms"] <= backend["p95_ms"] and backend["runs"] == 3
     assert 0.9 <= summary["agreement"]["pixel_agreement"] <= 1.0
     assert summary["image_size"] == [90, 120]
-    assert disagreement.shape == (120, 90, 3)
+    assert Image.open(disagreement).size == (90, 120)
     assert len(downloads) == 2
     mask = np.asarray(Image.open(downloads[1]))
     assert mask.shape == (120, 90) and set(np.unique(mask)) <= {0, 1}
@@ -90,7 +91,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def running_app(trained_and_exported):
+def running_app(trained_and_exported, tmp_path_factory):
     folder, _, _ = trained_and_exported
     examples = folder.parent / "examples"
     examples.mkdir(exist_ok=True)
@@ -98,8 +99,11 @@ def running_app(trained_and_exported):
     port = free_port()
     env = {**os.environ, "UNET_ASSETS": str(folder.parent), "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # A file, not a pipe: an unread pipe fills up and blocks the server's next log write.
+    log_path = tmp_path_factory.mktemp("app-log") / "app.log"
+    log = log_path.open("w")
     process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     started = time.perf_counter()
     from gradio_client import Client
@@ -107,7 +111,7 @@ def running_app(trained_and_exported):
     client = None
     while time.perf_counter() - started < 120:
         if process.poll() is not None:
-            pytest.fail(f"app exited early: {process.stdout.read()[-3000:]}")
+            pytest.fail(f"app exited early: {log_path.read_text()[-3000:]}")
         try:
             client = Client(url, verbose=False)
             break
@@ -120,6 +124,8 @@ def running_app(trained_and_exported):
     yield url, client, process.pid
     process.terminate()
     process.wait(timeout=30)
+    log.close()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
 
 
 @pytest.mark.slow
@@ -183,7 +189,8 @@ def test_soak_eight_clients_mixed_good_and_bad_uploads(running_app, tmp_path):
 
     def client_session(index: int, batch: int) -> dict[str, int]:
         counts = dict.fromkeys(outcomes, 0)
-        client = Client(url, verbose=False)
+        # Own download folder: clients in one process would otherwise share gradio_client's.
+        client = Client(url, verbose=False, download_files=tmp_path / f"downloads-{batch}-{index}")
         good_paths = list(good)
         for call in range(calls_per_client // batches):
             step = batch * clients + index + call
@@ -261,7 +268,7 @@ def test_real_browser_runs_an_example_and_shows_the_latency_table(running_app, t
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (make test installs it where apt-get works)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    url, _ = running_app
+    url, _, _ = running_app
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
