@@ -45,3 +45,15 @@ def trained_and_exported(tmp_path_factory):
     )
     report, failures = export_model(out / "discs.keras", options)
     return out, report, failures
+
+
+@pytest.fixture
+def app_module(trained_and_exported, monkeypatch):
+    """The app with its model catalog pointed at the session's trained and exported model."""
+    pytest.importorskip("gradio")
+    import app
+    from unet.compare import ModelCatalog
+
+    folder, _, _ = trained_and_exported
+    monkeypatch.setattr(app, "catalog", ModelCatalog(folder.parent))
+    return app

@@ -18,16 +18,6 @@ gr = pytest.importorskip("gradio")
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def app_module(trained_and_exported, monkeypatch):
-    import app
-    from unet.compare import ModelCatalog
-
-    folder, _, _ = trained_and_exported
-    monkeypatch.setattr(app, "catalog", ModelCatalog(folder.parent))
-    return app
-
-
 def synthetic_png(path: Path, seed: int, size=(120, 90)) -> Path:
     from unet.synthetic import make_sample
 

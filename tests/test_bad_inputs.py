@@ -15,16 +15,6 @@ gr = pytest.importorskip("gradio")
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def app_module(trained_and_exported, monkeypatch):
-    import app
-    from unet.compare import ModelCatalog
-
-    folder, _, _ = trained_and_exported
-    monkeypatch.setattr(app, "catalog", ModelCatalog(folder.parent))
-    return app
-
-
 @pytest.mark.slow
 def test_app_handler_segments_awkward_uploads_and_refuses_broken_ones(app_module, tmp_path):
     paths = write_corpus(tmp_path, AWKWARD_INPUTS + BAD_INPUTS)
