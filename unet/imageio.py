@@ -47,8 +47,7 @@ def read_image(source: ImageSource, max_pixels: int | None = None) -> np.ndarray
         picture = open_image(source, max_pixels)
         if max_pixels and picture.mode in ("L", "RGB") and picture.width * picture.height > max_pixels:
             # 8-bit data is resized by Pillow in place of a float copy of the full-size image.
-            scale = (max_pixels / (picture.width * picture.height)) ** 0.5
-            size = (max(1, int(picture.width * scale)), max(1, int(picture.height * scale)))
+            size = size_within(picture.width, picture.height, max_pixels)
             picture = picture.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
         image = pil_to_array(picture)
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:
@@ -76,8 +75,7 @@ def open_image(source: str | Path | bytes | Image.Image, max_pixels: int | None 
             image.seek(0)
             width, height = image.size
             if max_pixels and image.format == "JPEG" and width * height > max_pixels:
-                scale = (max_pixels / (width * height)) ** 0.5
-                image.draft(image.mode, (int(width * scale) + 1, int(height * scale) + 1))
+                image.draft(image.mode, size_within(width, height, max_pixels))
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
         except Image.DecompressionBombError as error:
@@ -208,9 +206,14 @@ def _normalise_array_layout(array: np.ndarray, name: str) -> np.ndarray:
 def downscale_to(image: np.ndarray, max_pixels: int) -> np.ndarray:
     """Downscale (H, W[, 3]) so that H * W <= max_pixels, keeping aspect ratio and dtype."""
     height, width = image.shape[:2]
-    scale = (max_pixels / float(height * width)) ** 0.5
-    new_size = (max(1, int(width * scale)), max(1, int(height * scale)))
-    return resize_array(image, new_size[::-1], Image.Resampling.BILINEAR)
+    new_width, new_height = size_within(width, height, max_pixels)
+    return resize_array(image, (new_height, new_width), Image.Resampling.BILINEAR)
+
+
+def size_within(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """(width, height) scaled down, aspect ratio kept, so that width * height <= max_pixels."""
+    scale = (max_pixels / float(width * height)) ** 0.5
+    return max(1, int(width * scale)), max(1, int(height * scale))
 
 
 def resize_array(
