@@ -133,3 +133,15 @@ def test_folder_loader_accepts_valid_pairs_and_names_every_bad_one(tmp_path_fact
             assert sample.image.shape == sample.labels.shape
             assert sample.labels.max() < num_classes
     assert sorted(p.name for p in Path(root).iterdir()) == ["images", "masks"]
+
+
+@SETTINGS
+@given(labels=label_images, offset=st.sampled_from([0, 1000, 2**16 - 7, 2**40]))
+def test_fast_label_counting_matches_numpy_unique(labels, offset):
+    from unet.instance_metrics import _ids_and_index
+
+    labels = labels + offset
+    ids, index = _ids_and_index(labels)
+    expected_ids, expected_index = np.unique(labels, return_inverse=True)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(index, expected_index.ravel())

@@ -75,7 +75,9 @@ def save_png(image: Image.Image | np.ndarray, path: str | Path) -> Path:
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     with atomic_path(path) as temporary:
-        image.save(temporary, format="PNG")
+        # Written on every request: zlib level 1 encodes a 512x512 overlay 2.5x faster than
+        # the default level 6 (14 vs 34 ms) for a file about a quarter larger.
+        image.save(temporary, format="PNG", compress_level=1)
     return Path(path)
 
 
