@@ -35,6 +35,9 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
+	$(PY) bench/inference.py
+	$(PY) bench/app_latency.py
 	$(PY) bench/train_speed.py
 
 # The shipped demo models. Each step is a plain command a user can copy.

@@ -1,0 +1,246 @@
+"""Inference speed of every shipped model on every backend, in one run: a benchmark, not a test.
+
+    python bench/inference.py [--runs 50] [--out bench/results/inference.json]
+
+Per model, on the model's own example image: Keras float32 (tf.function), LiteRT float32,
+float16 and int8, and the ONNX Runtime peer (float32 from Keras's ONNX export, and static
+int8 from ONNX Runtime's quantiser), each with 1 thread and all threads. Runs are interleaved
+after a warm-up so machine noise hits every backend alike; ratios are to Keras float32 from
+the same run. Also: FLOPs per image from the TensorFlow graph, achieved GFLOP/s against this
+machine's float32 matrix-multiply peak (numpy, same run), the per-stage time of one request,
+and each variant's validation accuracy from its export report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from export.to_tflite import interleaved_latency  # noqa: E402
+from unet.atomic import atomic_write_text  # noqa: E402
+from unet.imageio import read_image  # noqa: E402
+from unet.metadata import load_metadata, model_metadata_files  # noqa: E402
+from unet.preprocess import preprocess  # noqa: E402
+from unet.runtime import Backend, KerasBackend, LiteRTBackend, Segmenter  # noqa: E402
+
+CPUS = os.cpu_count() or 1
+
+
+class OnnxRuntimeBackend(Backend):
+    """The peer: an ONNX model in ONNX Runtime's CPU provider."""
+
+    def __init__(self, path: Path, num_threads: int, name: str) -> None:
+        super().__init__()
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        self.path = path
+        self.name = name
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._input_name = self.session.get_inputs()[0].name
+
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._input_name: tensor})[0]
+
+
+def onnx_models(keras_path: Path, calibration: list[np.ndarray], workdir: Path) -> dict[str, Path]:
+    """float32 through Keras's ONNX export; int8 through ONNX Runtime's static quantiser."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from unet.models import load_model
+
+    model = load_model(str(keras_path))
+    model(calibration[0])  # Keras exports only a model that has been called
+    float_path = workdir / f"{keras_path.stem}.onnx"
+    model.export(str(float_path), format="onnx", verbose=False)
+    models = {"float32": float_path}
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.tensors = iter(calibration)
+
+        def get_next(self):
+            tensor = next(self.tensors, None)
+            return None if tensor is None else {"image": tensor}
+
+    int8_path = workdir / f"{keras_path.stem}.int8.onnx"
+    try:
+        quantize_static(str(float_path), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+        models["int8"] = int8_path
+    except Exception as error:  # a peer that does not convert is reported, not fatal
+        print(f"  ONNX Runtime int8 did not convert: {error}", file=sys.stderr)
+    return models
+
+
+def graph_flops(keras_path: Path, input_shape: tuple[int, ...]) -> int:
+    """Floating-point operations of one forward pass, counted by TensorFlow's profiler."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from unet.models import load_model
+
+    model = load_model(str(keras_path))
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec(input_shape, tf.float32))
+    frozen = convert_variables_to_constants_v2(concrete)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(),
+                                            cmd="op", options=options)
+    return int(profile.total_float_ops)
+
+
+def matmul_peak_gflops(size: int = 1024, seconds: float = 2.0) -> float:
+    """This machine's float32 matrix-multiply rate through numpy's BLAS, all threads."""
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    b = np.random.default_rng(1).random((size, size), dtype=np.float32)
+    a @ b
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        count += 1
+    return 2 * size**3 * count / (time.perf_counter() - started) / 1e9
+
+
+def example_for(metadata_name: str) -> Path:
+    examples = sorted((REPO / "assets" / "examples").glob(f"{metadata_name}-*.png"))
+    if not examples:
+        raise FileNotFoundError(f"no example image for {metadata_name} in assets/examples")
+    return examples[0]
+
+
+def stage_timings(model_path: Path, image_path: Path, runs: int) -> dict[str, float]:
+    """Median ms per stage of one request on the int8 model: decode to overlay."""
+    from unet.overlay import class_overlay, instance_overlay
+
+    segmenter = Segmenter.from_path(model_path)
+    samples: dict[str, list[float]] = {}
+    for _ in range(runs + 1):
+        result = segmenter.segment(image_path)
+        image = read_image(image_path)
+        started = time.perf_counter()
+        segmentation = result.segmentation
+        if segmentation.instance_labels is not None:
+            instance_overlay(image, segmentation.instance_labels)
+        else:
+            class_overlay(image, segmentation.class_mask, segmenter.metadata.class_colours)
+        timings = {**result.timings_ms, "overlay": (time.perf_counter() - started) * 1000.0}
+        for stage, value in timings.items():
+            samples.setdefault(stage, []).append(value)
+    return {stage: round(float(np.median(values[1:])), 3) for stage, values in samples.items()}
+
+
+def variant_accuracy(model_dir: Path, stem: str) -> dict[str, dict]:
+    report = json.loads((model_dir / f"{stem}.export.json").read_text())
+    rows = {"keras-float32": report.get("keras", {})}
+    rows.update({f"litert-{name}": row for name, row in report["variants"].items()})
+    accuracy = {}
+    for name, row in rows.items():
+        scores = row.get("accuracy", {})
+        accuracy[name] = {"mean_iou": scores.get("mean_iou")}
+        if "instance" in scores:
+            accuracy[name]["instance_f1@0.5"] = scores["instance"].get("f1@0.5")
+    return accuracy
+
+
+def bench_model(metadata_path: Path, runs: int, peak: float) -> dict:
+    metadata = load_metadata(metadata_path)
+    model_dir, stem = metadata_path.parent, metadata_path.stem
+    keras_path = model_dir / f"{stem}.keras"
+    image_path = example_for(metadata.name)
+    tensor = preprocess(read_image(image_path), metadata)[0]
+    print(f"== {metadata.name}: input {tensor.shape}, example {image_path.name}")
+    backends: dict[str, Backend] = {"keras-float32": KerasBackend(keras_path)}
+    for variant in ("float32", "float16", "int8"):
+        path = model_dir / f"{stem}.{variant}.tflite"
+        backends[f"litert-{variant}"] = LiteRTBackend(path, num_threads=CPUS)
+        backends[f"litert-{variant} 1 thread"] = LiteRTBackend(path, num_threads=1)
+    with tempfile.TemporaryDirectory() as workdir:
+        calibration = [preprocess(read_image(p), metadata)[0]
+                       for p in sorted((REPO / "assets" / "examples").glob(f"{metadata.name}-*.png"))]
+        try:
+            for variant, path in onnx_models(keras_path, calibration, Path(workdir)).items():
+                backends[f"onnxruntime-{variant}"] = OnnxRuntimeBackend(path, CPUS, f"onnxruntime-{variant}")
+                backends[f"onnxruntime-{variant} 1 thread"] = OnnxRuntimeBackend(path, 1, variant)
+        except ImportError as error:
+            print(f"  no ONNX Runtime peer ({error}); `make bench` installs requirements-bench.txt",
+                  file=sys.stderr)
+        latency = interleaved_latency(backends, tensor, runs)
+    flops = graph_flops(keras_path, tensor.shape)
+    keras_p50 = latency["keras-float32"]["p50_ms"]
+    rows = {}
+    for name, timing in latency.items():
+        gflops = flops / (timing["p50_ms"] / 1000.0) / 1e9
+        rows[name] = {**timing, "ratio_to_keras_p50": round(keras_p50 / timing["p50_ms"], 3),
+                      "gflop_per_s": round(gflops, 2), "fraction_of_matmul_peak": round(gflops / peak, 4)}
+        print(f"  {name:<28} p50 {timing['p50_ms']:8.2f} ms  p95 {timing['p95_ms']:8.2f} ms  "
+              f"x{rows[name]['ratio_to_keras_p50']:.2f} vs Keras  {gflops:6.2f} GFLOP/s")
+    return {
+        "input": list(tensor.shape), "example": image_path.name, "flops_per_image": flops,
+        "latency": rows, "accuracy": variant_accuracy(model_dir, stem),
+        "stages_ms_int8": stage_timings(model_dir / f"{stem}.int8.tflite", image_path, min(runs, 20)),
+    }
+
+
+def render_markdown(results: dict) -> str:
+    lines = ["# Inference benchmark", "",
+             f"Machine: {results['machine']['processor'] or results['machine']['platform']}, "
+             f"{results['machine']['cpus']} CPUs; numpy float32 matmul peak "
+             f"{results['matmul_peak_gflop_per_s']:.1f} GFLOP/s. Batch 1, {results['runs']} interleaved "
+             "runs per backend after warm-up; ratios are Keras float32 p50 / backend p50 from this run. "
+             "GFLOP/s is the graph's FLOPs over p50; int8 rows do those operations in integers, so "
+             "they can pass the float32 matmul peak.", ""]
+    for name, model in results["models"].items():
+        lines += [f"## {name} (input {'x'.join(map(str, model['input'][1:]))}, "
+                  f"{model['flops_per_image'] / 1e9:.2f} GFLOP per image)", "",
+                  "| backend | p50 ms | p95 ms | speed-up vs Keras | GFLOP/s | of matmul peak "
+                  "| validation mean IoU |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for backend, row in model["latency"].items():
+            accuracy = model["accuracy"].get(backend.split(" ")[0], {}).get("mean_iou")
+            lines.append(f"| {backend} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | "
+                         f"{row['ratio_to_keras_p50']:.2f}x | {row['gflop_per_s']:.2f} | "
+                         f"{100 * row['fraction_of_matmul_peak']:.1f}% | "
+                         f"{'' if accuracy is None else f'{accuracy:.4f}'} |")
+        stages = ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in model["stages_ms_int8"].items())
+        lines += ["", f"One request on LiteRT int8, median per stage: {stages}.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--assets", type=Path, default=REPO / "assets")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "inference.json")
+    args = parser.parse_args(argv)
+    peak = matmul_peak_gflops()
+    print(f"numpy float32 matmul peak: {peak:.1f} GFLOP/s")
+    results = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": CPUS},
+        "runs": args.runs, "matmul_peak_gflop_per_s": round(peak, 2),
+        "models": {path.stem: bench_model(path, args.runs, peak)
+                   for path in model_metadata_files(args.assets)},
+    }
+    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+    atomic_write_text(args.out.with_suffix(".md"), render_markdown(results))
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
