@@ -146,8 +146,10 @@ def compare(
     results = []
     for backend in backends:
         segmenter = catalog.segmenter(model_name, backend)
-        latencies = segmenter.time_model(tensor, timed_runs, warmup=1)
-        segmentation = postprocess(segmenter.run_tensor(tensor), info, metadata, threshold)
+        # The untimed warm-up call's output is the one segmented: no extra model call.
+        output = segmenter.run_tensor(tensor)
+        latencies = segmenter.time_model(tensor, timed_runs, warmup=0)
+        segmentation = postprocess(output, info, metadata, threshold)
         if segmentation.instance_labels is not None:
             overlay = instance_overlay(image, segmentation.instance_labels, opacity)
         else:
