@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from unet.atomic import atomic_write_bytes  # noqa: E402
-from unet.cli import run_cli  # noqa: E402
+from unet.cli import raise_if_terminated, run_cli  # noqa: E402
 from unet.evaluate import (  # noqa: E402
     LabelledSet,
     compare_segmentations,
@@ -205,6 +205,7 @@ def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[s
             started = time.perf_counter()
             tflite_bytes = convert(saved_model, variant, representative if calibration else None,
                                    options.float_layers)
+            raise_if_terminated()
             final_path = model_path.with_name(f"{stem}.{variant}.tflite")
             staged_files[final_path] = tflite_bytes
             path = Path(workdir) / final_path.name
@@ -240,6 +241,7 @@ def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[s
         variant: {key: row[key] for key in ("file", "size_bytes", "input", "output")}
         for variant, row in report["variants"].items()
     }
+    raise_if_terminated()
     for final_path, tflite_bytes in staged_files.items():
         atomic_write_bytes(final_path, tflite_bytes)
     save_metadata(metadata, metadata_path_for(model_path))

@@ -72,3 +72,31 @@ def test_interrupted_run_keeps_the_previous_model_and_report(trained_and_exporte
     image = np.zeros((48, 40), dtype=np.uint8)
     for model in ("discs.keras", "discs.int8.tflite"):
         assert Segmenter.from_path(folder / model).segment(image).segmentation.class_mask.shape == (48, 40)
+
+
+def test_sigterm_swallowed_by_native_code_still_ends_the_run(monkeypatch, capsys):
+    """TFLite's calibration calls Python from C++ and may catch the raise; the flag remains."""
+    import os
+
+    from unet import cli
+
+    monkeypatch.setattr(cli, "_termination_requested", False)
+    previous_handler = signal.getsignal(signal.SIGTERM)
+    committed = []
+
+    def export_like_main() -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+        except BaseException:  # what a native caller of a Python callback can do
+            pass
+        cli.raise_if_terminated()
+        committed.append("files")
+        return 0
+
+    try:
+        assert cli.run_cli(export_like_main) == 143
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    assert committed == []
+    assert "terminated; nothing was replaced" in capsys.readouterr().err

@@ -20,8 +20,23 @@ class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM."""
 
 
+_termination_requested = False
+
+
 def _terminated(signum: int, frame: object) -> None:
+    global _termination_requested
+    _termination_requested = True
     raise Terminated
+
+
+def raise_if_terminated() -> None:
+    """Raise Terminated if SIGTERM arrived while native code swallowed the first raise.
+
+    A Python callback run from native code (TFLite's calibration calls the representative
+    dataset generator) can have its exception caught there; call this before committing work.
+    """
+    if _termination_requested:
+        raise Terminated
 
 
 def run_cli(main: Callable[[], int]) -> int:
@@ -36,10 +51,16 @@ def run_cli(main: Callable[[], int]) -> int:
         print("interrupted; nothing was replaced", file=sys.stderr)
         return 130
     except Terminated:
-        print("terminated; nothing was replaced", file=sys.stderr)
-        return 143
-    except USER_ERRORS as error:
-        if os.environ.get("UNET_DEBUG"):
+        return _report_terminated()
+    except Exception as error:
+        if _termination_requested:  # native code swallowed Terminated and raised its own error
+            return _report_terminated()
+        if not isinstance(error, USER_ERRORS) or os.environ.get("UNET_DEBUG"):
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _report_terminated() -> int:
+    print("terminated; nothing was replaced", file=sys.stderr)
+    return 143
