@@ -117,28 +117,24 @@ def matmul_peak_gflops(size: int = 1024, seconds: float = 2.0) -> float:
     return 2 * size**3 * count / (time.perf_counter() - started) / 1e9
 
 
-def example_for(metadata_name: str) -> Path:
+def examples_for(metadata_name: str) -> list[Path]:
     examples = sorted((REPO / "assets" / "examples").glob(f"{metadata_name}-*.png"))
     if not examples:
         raise FileNotFoundError(f"no example image for {metadata_name} in assets/examples")
-    return examples[0]
+    return examples
 
 
 def stage_timings(model_path: Path, image_path: Path, runs: int) -> dict[str, float]:
     """Median ms per stage of one request on the int8 model: decode to overlay."""
-    from unet.overlay import class_overlay, instance_overlay
+    from unet.overlay import segmentation_overlay
 
     segmenter = Segmenter.from_path(model_path)
+    image = read_image(image_path)
     samples: dict[str, list[float]] = {}
     for _ in range(runs + 1):
         result = segmenter.segment(image_path)
-        image = read_image(image_path)
         started = time.perf_counter()
-        segmentation = result.segmentation
-        if segmentation.instance_labels is not None:
-            instance_overlay(image, segmentation.instance_labels)
-        else:
-            class_overlay(image, segmentation.class_mask, segmenter.metadata.class_colours)
+        segmentation_overlay(image, result.segmentation, segmenter.metadata.class_colours)
         timings = {**result.timings_ms, "overlay": (time.perf_counter() - started) * 1000.0}
         for stage, value in timings.items():
             samples.setdefault(stage, []).append(value)
@@ -162,7 +158,8 @@ def bench_model(metadata_path: Path, runs: int, peak: float) -> dict:
     metadata = load_metadata(metadata_path)
     model_dir, stem = metadata_path.parent, metadata_path.stem
     keras_path = model_dir / f"{stem}.keras"
-    image_path = example_for(metadata.name)
+    examples = examples_for(metadata.name)
+    image_path = examples[0]
     tensor = preprocess(read_image(image_path), metadata)[0]
     print(f"== {metadata.name}: input {tensor.shape}, example {image_path.name}")
     backends: dict[str, Backend] = {"keras-float32": KerasBackend(keras_path)}
@@ -171,8 +168,7 @@ def bench_model(metadata_path: Path, runs: int, peak: float) -> dict:
         backends[f"litert-{variant}"] = LiteRTBackend(path, num_threads=CPUS)
         backends[f"litert-{variant} 1 thread"] = LiteRTBackend(path, num_threads=1)
     with tempfile.TemporaryDirectory() as workdir:
-        calibration = [preprocess(read_image(p), metadata)[0]
-                       for p in sorted((REPO / "assets" / "examples").glob(f"{metadata.name}-*.png"))]
+        calibration = [preprocess(read_image(path), metadata)[0] for path in examples]
         try:
             for variant, path in onnx_models(keras_path, calibration, Path(workdir)).items():
                 backends[f"onnxruntime-{variant}"] = OnnxRuntimeBackend(path, CPUS, f"onnxruntime-{variant}")

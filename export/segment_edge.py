@@ -21,13 +21,7 @@ if str(REPO) not in sys.path:
 
 from unet.cli import run_cli  # noqa: E402
 from unet.imageio import IMAGE_SUFFIXES, ImageReadError, read_image  # noqa: E402
-from unet.overlay import (  # noqa: E402
-    class_overlay,
-    instance_overlay,
-    mask_image,
-    save_instance_labels,
-    save_png,
-)
+from unet.overlay import mask_image, save_instance_labels, save_png, segmentation_overlay  # noqa: E402
 from unet.runtime import Segmenter, percentiles_ms  # noqa: E402
 
 
@@ -72,13 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         segmentation = result.segmentation
         mask = mask_image(segmentation.class_mask, metadata.class_colours)
         save_png(mask, args.out / f"{path.stem}_mask.png")
+        counted = ""
         if segmentation.instance_labels is not None:
             save_instance_labels(segmentation.instance_labels, args.out / f"{path.stem}_instances.png")
-            overlay = instance_overlay(image, segmentation.instance_labels)
             counted = f", {segmentation.instance_count} instances"
-        else:
-            overlay = class_overlay(image, segmentation.class_mask, metadata.class_colours)
-            counted = ""
+        overlay = segmentation_overlay(image, segmentation, metadata.class_colours)
         save_png(overlay, args.out / f"{path.stem}_overlay.png")
         total = sum(result.timings_ms.values())
         model_latencies.append(result.timings_ms["model"])

@@ -17,7 +17,7 @@ import numpy as np
 
 from unet.evaluate import compare_segmentations
 from unet.metadata import ModelMetadata, load_metadata, model_metadata_files
-from unet.overlay import class_overlay, disagreement_overlay, instance_overlay
+from unet.overlay import disagreement_overlay, segmentation_overlay
 from unet.preprocess import Segmentation, postprocess, preprocess
 from unet.runtime import LiteRTBackend, Segmenter, percentiles_ms
 
@@ -150,10 +150,7 @@ def compare(
         output = segmenter.run_tensor(tensor)
         latencies = segmenter.time_model(tensor, timed_runs, warmup=0)
         segmentation = postprocess(output, info, metadata, threshold)
-        if segmentation.instance_labels is not None:
-            overlay = instance_overlay(image, segmentation.instance_labels, opacity)
-        else:
-            overlay = class_overlay(image, segmentation.class_mask, metadata.class_colours, opacity)
+        overlay = segmentation_overlay(image, segmentation, metadata.class_colours, opacity)
         results.append(BackendResult(backend, segmentation, overlay, percentiles_ms(latencies),
                                      segmenter.backend.file_size))
     first, second = results

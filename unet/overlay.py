@@ -10,7 +10,7 @@ from skimage.segmentation import find_boundaries
 
 from unet.atomic import atomic_path
 from unet.metadata import Normalisation
-from unet.preprocess import normalise_intensities, to_channels
+from unet.preprocess import Segmentation, normalise_intensities, to_channels
 
 DISAGREEMENT_COLOUR = (255, 0, 255)
 
@@ -52,6 +52,17 @@ def instance_overlay(image: np.ndarray, instance_labels: np.ndarray, opacity: fl
     result = base * (1 - blend) + colours[instance_labels] * blend
     result[find_boundaries(instance_labels, mode="inner")] = 255.0
     return np.round(result).astype(np.uint8)
+
+
+def segmentation_overlay(
+    image: np.ndarray, segmentation: Segmentation, colours: list[tuple[int, int, int]],
+    opacity: float | None = None,
+) -> np.ndarray:
+    """Instance overlay for instance models, class overlay otherwise (each at its own default opacity)."""
+    blend = {} if opacity is None else {"opacity": opacity}
+    if segmentation.instance_labels is not None:
+        return instance_overlay(image, segmentation.instance_labels, **blend)
+    return class_overlay(image, segmentation.class_mask, colours, **blend)
 
 
 def disagreement_overlay(image: np.ndarray, first_mask: np.ndarray, second_mask: np.ndarray) -> np.ndarray:
