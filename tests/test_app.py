@@ -36,6 +36,7 @@ def test_segment_handler_compares_keras_with_int8(app_module, tmp_path):
     assert [b["name"] for b in summary["backends"]] == ["Keras float32", "LiteRT int8"]
     for backend in summary["backends"]:
         assert 0 < backend["p50_ms"] <= backend["p95_ms"] and backend["runs"] == 3
+        assert backend["warmup_ms"] > 0
     assert 0.9 <= summary["agreement"]["pixel_agreement"] <= 1.0
     assert summary["image_size"] == [90, 120]
     assert Image.open(disagreement).size == (90, 120)

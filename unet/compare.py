@@ -146,13 +146,12 @@ def compare(
     results = []
     for backend in backends:
         segmenter = catalog.segmenter(model_name, backend)
-        # The untimed warm-up call's output is the one segmented: no extra model call.
-        output = segmenter.run_tensor(tensor)
-        latencies = segmenter.time_model(tensor, timed_runs, warmup=0)
-        segmentation = postprocess(output, info, metadata, threshold)
+        # The warm-up call's output is the one segmented: no extra model call.
+        timing = segmenter.timed_run(tensor, timed_runs)
+        segmentation = postprocess(timing.output, info, metadata, threshold)
         overlay = segmentation_overlay(image, segmentation, metadata.class_colours, opacity)
-        results.append(BackendResult(backend, segmentation, overlay, percentiles_ms(latencies),
-                                     segmenter.backend.file_size))
+        latency = {**percentiles_ms(timing.latencies_ms), "warmup_ms": timing.warmup_ms}
+        results.append(BackendResult(backend, segmentation, overlay, latency, segmenter.backend.file_size))
     first, second = results
     agreement = compare_segmentations(metadata, [first.segmentation], [second.segmentation])
     disagreement = disagreement_overlay(image, first.segmentation.class_mask, second.segmentation.class_mask)
@@ -162,7 +161,7 @@ def compare(
         "image_size": [int(image.shape[1]), int(image.shape[0])],
         "backends": [
             {"name": r.backend, "p50_ms": r.latency["p50_ms"], "p95_ms": r.latency["p95_ms"],
-             "runs": r.latency["runs"], "file_size_bytes": r.file_size,
+             "runs": r.latency["runs"], "warmup_ms": r.latency["warmup_ms"], "file_size_bytes": r.file_size,
              "class_pixels": np.bincount(r.segmentation.class_mask.ravel(),
                                          minlength=metadata.num_classes).tolist(),
              **({"instance_count": r.segmentation.instance_count}

@@ -196,6 +196,15 @@ def open_backend(path: str | Path, num_threads: int | None = None) -> Backend:
 
 
 @dataclass
+class ModelTiming:
+    """Model calls on one tensor: the warm-up call's output and time, then the timed calls."""
+
+    output: np.ndarray
+    warmup_ms: float
+    latencies_ms: list[float]
+
+
+@dataclass
 class SegmentResult:
     segmentation: Segmentation
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -262,16 +271,19 @@ class Segmenter:
         timings["postprocess"] = _elapsed_ms(start)
         return SegmentResult(segmentation, timings)
 
-    def time_model(self, tensor: np.ndarray, runs: int, warmup: int = 1) -> list[float]:
-        """Latencies in ms of `runs` model calls on one tensor, after `warmup` untimed ones."""
-        for _ in range(warmup):
-            self.run_tensor(tensor)
+    def timed_run(self, tensor: np.ndarray, runs: int) -> ModelTiming:
+        """One warm-up call, whose output is kept, then `runs` timed calls on the same tensor."""
+        if runs < 1:
+            raise ValueError(f"runs must be at least 1, got {runs}")
+        start = time.perf_counter()
+        output = self.run_tensor(tensor)
+        warmup_ms = _elapsed_ms(start)
         latencies = []
         for _ in range(runs):
             start = time.perf_counter()
             self.run_tensor(tensor)
             latencies.append(_elapsed_ms(start))
-        return latencies
+        return ModelTiming(output, warmup_ms, latencies)
 
 
 def _elapsed_ms(start: float) -> float:

@@ -1,0 +1,38 @@
+"""The runtime layer's timing: what the app's latency table is made of."""
+
+import numpy as np
+import pytest
+
+from unet.runtime import Backend, Segmenter
+
+
+class CountingBackend(Backend):
+    """A stand-in model: returns the call number everywhere, so each output says which call made it."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.full((*tensor.shape[:3], 1), self.calls, dtype=np.float32)
+
+
+def test_timed_run_keeps_the_warm_up_output_and_times_only_the_runs_after_it(binary_metadata):
+    backend = CountingBackend()
+    segmenter = Segmenter(backend, binary_metadata)
+    calls_to_check_fit = backend.calls
+    tensor = np.zeros((1, 32, 32, 1), dtype=np.float32)
+    timing = segmenter.timed_run(tensor, runs=3)
+    assert backend.calls - calls_to_check_fit == 4
+    assert (timing.output == calls_to_check_fit + 1).all()
+    assert len(timing.latencies_ms) == 3 and all(value >= 0 for value in timing.latencies_ms)
+    assert timing.warmup_ms >= 0
+
+
+def test_timed_run_needs_at_least_one_run(binary_metadata):
+    segmenter = Segmenter(CountingBackend(), binary_metadata)
+    with pytest.raises(ValueError, match="at least 1"):
+        segmenter.timed_run(np.zeros((1, 32, 32, 1), dtype=np.float32), runs=0)
