@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
@@ -29,6 +30,7 @@ DOWNLOADS = Path(tempfile.gettempdir()) / "unet-edge-downloads"
 DOWNLOAD_LIFETIME_S = 600
 
 catalog = ModelCatalog(ASSETS)
+png_writers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="png")
 
 
 class UserError(gr.Error):
@@ -102,22 +104,27 @@ def write_result_files(comparison: Comparison, model_name: str) -> tuple[list[st
     Handing gradio files rather than arrays matters under load: gradio caches an array output
     by rewriting a file named after its content hash, so two requests with the same result
     could stream a file that the other is rewriting; files are copied into its cache atomically.
+    Pillow releases the GIL while it compresses, so the five files are encoded two at a time.
     """
     folder = request_folder()
     colours = catalog.models[model_name].metadata.class_colours
-    overlays, masks = [], []
+    writes = {}
     for result in comparison.results:
         slug = result.backend.lower().replace(" ", "-")
-        overlays.append(str(save_png(result.overlay, folder / f"{model_name}-{slug}-overlay.png")))
+        writes[f"overlay {slug}"] = (save_png, result.overlay, folder / f"{model_name}-{slug}-overlay.png")
         segmentation = result.segmentation
         if segmentation.instance_labels is not None:
             path = folder / f"{model_name}-{slug}-instances.png"
-            masks.append(str(save_instance_labels(segmentation.instance_labels, path)))
+            writes[f"mask {slug}"] = (save_instance_labels, segmentation.instance_labels, path)
         else:
             path = folder / f"{model_name}-{slug}-mask.png"
-            masks.append(str(save_png(mask_image(segmentation.class_mask, colours), path)))
-    disagreement = str(save_png(comparison.disagreement, folder / f"{model_name}-disagreement.png"))
-    return overlays, disagreement, masks
+            writes[f"mask {slug}"] = (save_png, mask_image(segmentation.class_mask, colours), path)
+    writes["disagreement"] = (save_png, comparison.disagreement, folder / f"{model_name}-disagreement.png")
+    futures = {name: png_writers.submit(*job) for name, job in writes.items()}
+    written = {name: str(future.result()) for name, future in futures.items()}
+    overlays = [written[name] for name in writes if name.startswith("overlay ")]
+    masks = [written[name] for name in writes if name.startswith("mask ")]
+    return overlays, written["disagreement"], masks
 
 
 def segment(
@@ -252,13 +259,18 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
-demo = build_demo()
-
-if __name__ == "__main__":
-    catalog.warm_up()
-    demo.queue(max_size=64, default_concurrency_limit=2).launch(
+def serve(blocks: gr.Blocks) -> None:
+    """Start the server the way every deployment does (port and host from GRADIO_SERVER_*)."""
+    blocks.queue(max_size=64, default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=MAX_UPLOAD,
         show_error=True,
     )
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    catalog.warm_up()
+    serve(demo)
