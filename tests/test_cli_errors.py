@@ -1,7 +1,6 @@
 """Must show: every CLI answers bad input with one clear `error:` line, a non-zero exit and no
 traceback, and leaves the models and reports already in the folder exactly as they were."""
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -9,15 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from folders import file_digests
 
 pytest.importorskip("tensorflow")
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 @pytest.fixture
@@ -70,7 +66,7 @@ CASES = {
 
 @pytest.mark.slow
 def test_every_cli_refuses_bad_input_in_one_line_and_keeps_existing_files(model_folder):
-    before = snapshot(model_folder)
+    before = file_digests(model_folder)
     messages = {}
     for case, (arguments, fragment) in CASES.items():
         arguments = [a.format(m=model_folder, t=model_folder.parent) for a in arguments]
@@ -86,5 +82,5 @@ def test_every_cli_refuses_bad_input_in_one_line_and_keeps_existing_files(model_
         assert all(line.startswith(" ") for line in block[1:]), (case, block)
         assert fragment in "\n".join(block), (case, block)
         messages[case] = block[0][:160]
-        assert snapshot(model_folder) == before, case
+        assert file_digests(model_folder) == before, case
     print("\n".join(f"{case}: {message}" for case, message in messages.items()))

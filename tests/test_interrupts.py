@@ -1,7 +1,6 @@
 """Must show: killing a training or export run midway (SIGTERM or SIGKILL) leaves the previous
 model, its metadata and its report intact and loadable."""
 
-import hashlib
 import shutil
 import signal
 import subprocess
@@ -11,16 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from folders import file_digests
 
 pytest.importorskip("tensorflow")
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-
-
-def visible_files(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
@@ -47,7 +42,7 @@ def test_interrupted_run_keeps_the_previous_model_and_report(trained_and_exporte
     source, _, _ = trained_and_exported
     folder = tmp_path / "discs"
     shutil.copytree(source, folder)
-    before = visible_files(folder)
+    before = file_digests(folder, include_hidden=False)
     if command == "train":
         arguments = [*TRAIN, "--out", str(folder)]
         # The first best-so-far checkpoint is staged beside the model: training is well under way.
@@ -63,7 +58,7 @@ def test_interrupted_run_keeps_the_previous_model_and_report(trained_and_exporte
     process.send_signal(kill)
     process.wait(timeout=120)
     assert process.returncode == (143 if kill == signal.SIGTERM else -signal.SIGKILL)
-    assert visible_files(folder) == before
+    assert file_digests(folder, include_hidden=False) == before
     if kill == signal.SIGTERM:
         assert "terminated; nothing was replaced" in process.stderr.read()
         assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
