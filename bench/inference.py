@@ -5,8 +5,9 @@
 Per model, on the model's own example image: Keras float32 (tf.function), LiteRT float32,
 float16 and int8, and the ONNX Runtime peer (float32 from Keras's ONNX export, and static
 int8 from ONNX Runtime's quantiser), each with 1 thread and all threads. Runs are interleaved
-after a warm-up so machine noise hits every backend alike; ratios are to Keras float32 from
-the same run. Also: FLOPs per image from the TensorFlow graph, achieved GFLOP/s against this
+after a warm-up, in a new random order each round and after 50 ms of idle, so machine noise
+and the previous backend's spinning threads hit every backend alike; ratios are to Keras
+float32 from the same run. Also: FLOPs per image from the TensorFlow graph, achieved GFLOP/s against this
 machine's float32 matrix-multiply peak (numpy, same run), the per-stage time of one request,
 and each variant's validation accuracy from its export report.
 """
@@ -36,6 +37,8 @@ from unet.preprocess import preprocess  # noqa: E402
 from unet.runtime import Backend, KerasBackend, LiteRTBackend, Segmenter  # noqa: E402
 
 CPUS = os.cpu_count() or 1
+# Idle before each timed call, long enough for ONNX Runtime's spinning threads to park.
+SETTLE_S = 0.05
 
 
 class OnnxRuntimeBackend(Backend):
@@ -176,7 +179,7 @@ def bench_model(metadata_path: Path, runs: int, peak: float) -> dict:
         except ImportError as error:
             print(f"  no ONNX Runtime peer ({error}); `make bench` installs requirements-bench.txt",
                   file=sys.stderr)
-        latency = interleaved_latency(backends, tensor, runs)
+        latency = interleaved_latency(backends, tensor, runs, settle_s=SETTLE_S)
     flops = graph_flops(keras_path, tensor.shape)
     keras_p50 = latency["keras-float32"]["p50_ms"]
     rows = {}
@@ -198,7 +201,8 @@ def render_markdown(results: dict) -> str:
              f"Machine: {results['machine']['processor'] or results['machine']['platform']}, "
              f"{results['machine']['cpus']} CPUs; numpy float32 matmul peak "
              f"{results['matmul_peak_gflop_per_s']:.1f} GFLOP/s. Batch 1, {results['runs']} interleaved "
-             "runs per backend after warm-up; ratios are Keras float32 p50 / backend p50 from this run. "
+             "runs per backend after warm-up, each round in a new random order, each call after "
+             f"{1000 * SETTLE_S:.0f} ms of idle; ratios are Keras float32 p50 / backend p50 from this run. "
              "GFLOP/s is the graph's FLOPs over p50; int8 rows do those operations in integers, so "
              "they can pass the float32 matmul peak.", ""]
     for name, model in results["models"].items():

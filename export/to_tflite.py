@@ -135,15 +135,28 @@ def held_out_set(metadata: ModelMetadata, options: ExportOptions) -> LabelledSet
     )
 
 
-def interleaved_latency(backends: dict[str, object], tensor: np.ndarray, runs: int) -> dict[str, dict]:
-    """p50/p95 ms per backend, runs interleaved so machine noise hits every backend alike."""
+def interleaved_latency(
+    backends: dict[str, object], tensor: np.ndarray, runs: int, settle_s: float = 0.0, seed: int = 0
+) -> dict[str, dict]:
+    """p50/p95 ms per backend, runs interleaved so machine noise hits every backend alike.
+
+    Each round visits the backends in a new (seeded) random order, so no backend always runs
+    right after the same neighbour. `settle_s` of idle before each timed call lets the previous
+    backend's worker threads stop spinning: ONNX Runtime's keep a core busy after a call
+    returns, which made LiteRT float32 on 2 threads 1.7x slower when it ran next.
+    """
     for backend in backends.values():
         backend.run(tensor)
-    samples: dict[str, list[float]] = {name: [] for name in backends}
+    names = list(backends)
+    order = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(runs):
-        for name, backend in backends.items():
+        for index in order.permutation(len(names)):
+            name = names[index]
+            if settle_s:
+                time.sleep(settle_s)
             start = time.perf_counter()
-            backend.run(tensor)
+            backends[name].run(tensor)
             samples[name].append((time.perf_counter() - start) * 1000.0)
     return {name: percentiles_ms(values) for name, values in samples.items()}
 

@@ -36,3 +36,25 @@ def test_timed_run_needs_at_least_one_run(binary_metadata):
     segmenter = Segmenter(CountingBackend(), binary_metadata)
     with pytest.raises(ValueError, match="at least 1"):
         segmenter.timed_run(np.zeros((1, 32, 32, 1), dtype=np.float32), runs=0)
+
+
+class RecordingBackend:
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        self.log.append(self.name)
+        return tensor
+
+
+def test_interleaved_latency_changes_the_order_every_round_and_times_every_run():
+    from export.to_tflite import interleaved_latency
+
+    log: list[str] = []
+    backends = {name: RecordingBackend(name, log) for name in "abcd"}
+    latency = interleaved_latency(backends, np.zeros((1, 2, 2, 1), dtype=np.float32), runs=12, settle_s=0.001)
+    assert {name: row["runs"] for name, row in latency.items()} == dict.fromkeys("abcd", 12)
+    rounds = [tuple(log[start:start + 4]) for start in range(4, len(log), 4)]
+    assert all(sorted(order) == list("abcd") for order in rounds)
+    assert len(set(rounds)) > 1
+    assert len({order[0] for order in rounds}) > 1, "the same backend led every round"
