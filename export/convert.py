@@ -6,6 +6,7 @@ once (`model.export(..., format="tf_saved_model")`) and every variant converts f
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import warnings
@@ -81,14 +82,26 @@ def _debugger(saved_model: Path, representative: RepresentativeData, denylisted:
     )
 
 
+@contextlib.contextmanager
+def _quiet_debugger_interpreter():
+    """Hide TF's tf.lite.Interpreter deprecation warning, raised by the debugger's own interpreters.
+
+    Everything the project runs goes through LiteRT; the warning's advice is for TF's debugger.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
+        yield
+
+
 def layer_statistics(saved_model: Path, representative: RepresentativeData) -> list[dict]:
     """Per-tensor quantisation error from TFLite's QuantizationDebugger, worst first.
 
     Ranked by RMSE divided by the quantisation scale: how many quantisation steps a layer's
     output is off on average, comparable across layers of different ranges.
     """
-    debugger = _debugger(saved_model, representative)
-    debugger.run()
+    with _quiet_debugger_interpreter():
+        debugger = _debugger(saved_model, representative)
+        debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)
     rows = []
@@ -123,4 +136,5 @@ def _selectively_quantised(
         "and output (TFLite's selective quantisation does not quantise the model's I/O)",
         stacklevel=2,
     )
-    return _debugger(saved_model, representative, denylisted).get_nondebug_quantized_model()
+    with _quiet_debugger_interpreter():
+        return _debugger(saved_model, representative, denylisted).get_nondebug_quantized_model()
