@@ -222,16 +222,17 @@ def build_demo() -> gr.Blocks:
         first_model = next(iter(catalog.models))
         first_a, first_b = default_backends(first_model)
         with gr.Row():
-            model = gr.Dropdown(list(catalog.models), value=first_model, label="Model")
+            model = gr.Dropdown(list(catalog.models), value=first_model, label="Model", elem_id="model")
             backend_a = gr.Dropdown(catalog.models[first_model].backends, value=first_a, label="Backend A")
             backend_b = gr.Dropdown(catalog.models[first_model].backends, value=first_b, label="Backend B")
         description = gr.Markdown(describe(first_model))
         with gr.Row():
-            image = image_upload(sources=["upload", "clipboard", "webcam"], label="Image")
+            image = image_upload(sources=["upload", "clipboard", "webcam"], label="Image", elem_id="image")
             with gr.Column():
                 threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Threshold (binary models)")
                 opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
-                runs = gr.Slider(1, 50, value=10, step=1, label="Timed runs (after one warm-up)")
+                runs = gr.Slider(1, 50, value=10, step=1, label="Timed runs (after one warm-up)",
+                                 elem_id="timed-runs")
                 run = gr.Button("Segment", variant="primary")
         examples = example_images()
         if examples:
@@ -239,11 +240,11 @@ def build_demo() -> gr.Blocks:
                         example_labels=[Path(path).stem for path, _ in examples],
                         label="Examples (provenance in assets/examples/SOURCE.md)")
         with gr.Row():
-            overlay_a = gr.Image(label="Backend A overlay", format="png")
-            overlay_b = gr.Image(label="Backend B overlay", format="png")
+            overlay_a = gr.Image(label="Backend A overlay", format="png", elem_id="overlay-a")
+            overlay_b = gr.Image(label="Backend B overlay", format="png", elem_id="overlay-b")
         with gr.Row():
             slider = gr.ImageSlider(label="A | B")
-            disagreement = gr.Image(label="Where A and B disagree (magenta)")
+            disagreement = gr.Image(label="Where A and B disagree (magenta)", elem_id="disagreement")
         table = gr.Dataframe(label="Latency and size", interactive=False)
         notes = gr.Markdown()
         downloads = gr.File(label="Masks (PNG)", file_count="multiple")

@@ -271,8 +271,8 @@ def test_real_browser_runs_an_example_and_shows_the_latency_table(running_app, t
         page.get_by_text("discs-example").first.click()
         page.get_by_role("button", name="Segment").click()
         page.get_by_text("Agreement:").wait_for(timeout=90_000)
-        images = page.locator("img[src*='image']")
-        assert images.count() >= 3
+        for result in ("#overlay-a img", "#overlay-b img", "#disagreement img"):
+            page.locator(result).wait_for(state="visible", timeout=30_000)
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         text = page.locator("body").inner_text()
         browser.close()
