@@ -28,6 +28,8 @@ MAX_PIXELS = 4_000_000
 MAX_UPLOAD = "40mb"
 DOWNLOADS = Path(tempfile.gettempdir()) / "unet-edge-downloads"
 DOWNLOAD_LIFETIME_S = 600
+PRUNE_INTERVAL_S = 60
+last_pruned = 0.0
 
 catalog = ModelCatalog(ASSETS)
 png_writers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="png")
@@ -89,12 +91,16 @@ def load_upload(path: str | None) -> tuple[np.ndarray, list[str]]:
 
 
 def request_folder() -> Path:
-    """A private folder for one request's files; folders older than 10 minutes are removed."""
+    """A private folder for one request's files; about once a minute, old folders are removed."""
+    global last_pruned
     DOWNLOADS.mkdir(parents=True, exist_ok=True)
-    cutoff = time.time() - DOWNLOAD_LIFETIME_S
-    for old in DOWNLOADS.iterdir():
-        if old.is_dir() and old.stat().st_mtime < cutoff:
-            shutil.rmtree(old, ignore_errors=True)
+    now = time.time()
+    # Pruning stats every folder; on each request that cost grows with the request rate.
+    if now - last_pruned >= PRUNE_INTERVAL_S:
+        last_pruned = now
+        for old in DOWNLOADS.iterdir():
+            if old.is_dir() and old.stat().st_mtime < now - DOWNLOAD_LIFETIME_S:
+                shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(dir=DOWNLOADS))
 
 

@@ -68,6 +68,25 @@ def test_segment_handler_gives_clear_errors(app_module, tmp_path):
         app_module.segment(str(tmp_path / "broken.png"), model_name="nope")
 
 
+def test_request_folders_older_than_their_lifetime_are_removed(tmp_path, monkeypatch):
+    import app
+
+    monkeypatch.setattr(app, "DOWNLOADS", tmp_path)
+    monkeypatch.setattr(app, "last_pruned", 0.0)
+    expired, recent = tmp_path / "expired", tmp_path / "recent"
+    for folder in (expired, recent):
+        folder.mkdir()
+        (folder / "mask.png").write_bytes(b"png")
+    long_ago = time.time() - app.DOWNLOAD_LIFETIME_S - 5
+    os.utime(expired, (long_ago, long_ago))
+    first = app.request_folder()
+    assert not expired.exists() and recent.exists() and first.is_dir() and first.parent == tmp_path
+    # Within a minute of a pruning pass, the next request does not walk the folder again.
+    os.utime(recent, (long_ago, long_ago))
+    app.request_folder()
+    assert recent.exists()
+
+
 def test_large_uploads_are_downscaled_with_a_note(app_module, tmp_path, monkeypatch):
     monkeypatch.setattr(app_module, "MAX_PIXELS", 10_000)
     image, notes = app_module.load_upload(str(synthetic_png(tmp_path / "big.png", 2, (400, 300))))
