@@ -61,7 +61,9 @@ def test_disagreement_overlay_marks_exactly_the_differing_pixels() -> None:
     first = np.zeros(image.shape, dtype=np.uint8)
     second = first.copy()
     second[3:6, 10:20] = 1
-    overlay = disagreement_overlay(image, first, second)
+    picture = disagreement_overlay(image, first, second)
+    assert picture.mode == "P"
+    overlay = np.asarray(picture.convert("RGB"))
     differ = first != second
     assert (overlay[differ] == DISAGREEMENT_COLOUR).all()
     np.testing.assert_allclose(overlay[~differ][:, 0], np.round(image[~differ] * 0.6), atol=1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from unet.evaluate import compare_segmentations
 from unet.metadata import ModelMetadata, load_metadata, model_metadata_files
@@ -110,7 +111,7 @@ class BackendResult:
 @dataclass
 class Comparison:
     results: list[BackendResult]
-    disagreement: np.ndarray
+    disagreement: Image.Image
     agreement: dict
     summary: dict
     notes: list[str] = field(default_factory=list)

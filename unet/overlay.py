@@ -77,18 +77,24 @@ def segmentation_overlay(
     return class_overlay(image, segmentation.class_mask, colours, **blend)
 
 
-# The grey of the disagreement map, 0.6 x the mean of R, G and B, indexed by R + G + B.
+# The disagreement map is a palette image: index i < 255 is grey (i, i, i), 255 is magenta.
+# Grey 0.6 x the mean of R, G and B, looked up by R + G + B; at most 153, below magenta.
 DIMMED_GREY = np.round(np.arange(3 * 255 + 1) * (0.6 / 3)).astype(np.uint8)
+DISAGREEMENT_PALETTE = [*(level for grey in range(255) for level in (grey, grey, grey)), *DISAGREEMENT_COLOUR]
 
 
-def disagreement_overlay(image: np.ndarray, first_mask: np.ndarray, second_mask: np.ndarray) -> np.ndarray:
-    """Grayed image with the pixels where two masks differ in magenta."""
+def disagreement_overlay(image: np.ndarray, first_mask: np.ndarray, second_mask: np.ndarray) -> Image.Image:
+    """Grayed image with the pixels where two masks differ in magenta.
+
+    A palette image: the same pixels as RGB, encoded as PNG in a fifth of the time.
+    """
     rgb = display_image(image)
     # Adding the channel planes is ten times faster than numpy's sum over a length-3 last axis.
-    grey = DIMMED_GREY[rgb[..., 0].astype(np.uint16) + rgb[..., 1] + rgb[..., 2]]
-    result = np.repeat(grey[..., None], 3, axis=-1)
-    result[first_mask != second_mask] = DISAGREEMENT_COLOUR
-    return result
+    indices = DIMMED_GREY[rgb[..., 0].astype(np.uint16) + rgb[..., 1] + rgb[..., 2]]
+    indices[first_mask != second_mask] = 255
+    picture = Image.fromarray(indices)
+    picture.putpalette(DISAGREEMENT_PALETTE)
+    return picture
 
 
 def mask_image(class_mask: np.ndarray, colours: list[tuple[int, int, int]]) -> Image.Image:
