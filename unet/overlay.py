@@ -80,7 +80,7 @@ def segmentation_overlay(
 # The disagreement map is a palette image: index i < 255 is grey (i, i, i), 255 is magenta.
 # Grey 0.6 x the mean of R, G and B, looked up by R + G + B; at most 153, below magenta.
 DIMMED_GREY = np.round(np.arange(3 * 255 + 1) * (0.6 / 3)).astype(np.uint8)
-DISAGREEMENT_PALETTE = [*(level for grey in range(255) for level in (grey, grey, grey)), *DISAGREEMENT_COLOUR]
+DISAGREEMENT_PALETTE = [*((grey, grey, grey) for grey in range(255)), DISAGREEMENT_COLOUR]
 
 
 def disagreement_overlay(image: np.ndarray, first_mask: np.ndarray, second_mask: np.ndarray) -> Image.Image:
@@ -92,9 +92,7 @@ def disagreement_overlay(image: np.ndarray, first_mask: np.ndarray, second_mask:
     # Adding the channel planes is ten times faster than numpy's sum over a length-3 last axis.
     indices = DIMMED_GREY[rgb[..., 0].astype(np.uint16) + rgb[..., 1] + rgb[..., 2]]
     indices[first_mask != second_mask] = 255
-    picture = Image.fromarray(indices)
-    picture.putpalette(DISAGREEMENT_PALETTE)
-    return picture
+    return mask_image(indices, DISAGREEMENT_PALETTE)
 
 
 def mask_image(class_mask: np.ndarray, colours: list[tuple[int, int, int]]) -> Image.Image:
