@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+from results_file import write_results  # noqa: E402
 
-from unet.atomic import atomic_write_text  # noqa: E402
 from unet.runtime import percentiles_ms  # noqa: E402
 
 MODELS = ("nuclei", "brain-tissue", "shapes")
@@ -212,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"image": "512x512", "calls": args.calls, "launch_to_first_answer_s": round(launch_s, 2),
                "budget_beyond_model_ms": BUDGET_MS, "round_trip": round_trip,
                "throughput_model": MODELS[0], "throughput": throughput}
-    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
-    atomic_write_text(args.out.with_suffix(".md"), markdown(results))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    write_results(args.out, results, markdown(results))
     return 0
 
 

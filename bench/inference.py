@@ -28,9 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 from export.to_tflite import interleaved_latency  # noqa: E402
-from unet.atomic import atomic_write_text  # noqa: E402
 from unet.imageio import read_image  # noqa: E402
 from unet.metadata import load_metadata, model_metadata_files  # noqa: E402
 from unet.preprocess import preprocess  # noqa: E402
@@ -236,9 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": {path.stem: bench_model(path, args.runs, peak)
                    for path in model_metadata_files(args.assets)},
     }
-    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
-    atomic_write_text(args.out.with_suffix(".md"), render_markdown(results))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    write_results(args.out, results, render_markdown(results))
     return 0
 
 

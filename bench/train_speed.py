@@ -9,7 +9,6 @@ backward passes are measured (the input pipeline is measured separately).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -20,8 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-
-from unet.atomic import atomic_write_text
+from results_file import write_results
 
 CONFIGURATIONS = {
     "simple_unet@128": {"builder": "simple", "size": 128, "batch": 8},
@@ -65,8 +63,7 @@ def main() -> int:
         rate = images_per_second(spec["builder"], spec["size"], spec["batch"], args.steps)
         results["configurations"][name] = {**spec, "images_per_second": round(rate, 2)}
         print(f"{name:<28} batch {spec['batch']}: {rate:8.2f} images/s")
-    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

@@ -1,0 +1,21 @@
+"""Where every benchmark writes its numbers: bench/results/NAME.json, and NAME.md beside it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from unet.atomic import atomic_write_text
+
+
+def write_results(out: Path, results: dict, markdown: str | None = None) -> None:
+    """The results as JSON at `out` and, if given, the Markdown summary beside it, each atomically."""
+    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+    written = [out]
+    if markdown is not None:
+        atomic_write_text(out.with_suffix(".md"), markdown)
+        written.append(out.with_suffix(".md"))
+    print("wrote " + " and ".join(map(str, written)))
