@@ -9,10 +9,11 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: demo test lint venv bench models clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -36,9 +37,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
-	$(PY) bench/inference.py
-	$(PY) bench/app_latency.py
-	$(PY) bench/train_speed.py
+	$(PY) -m bench.inference
+	$(PY) -m bench.app_latency
+	$(PY) -m bench.train_speed
 
 # The shipped demo models. Each step is a plain command a user can copy.
 NUCLEI_TRAIN := --data data/bbbc007 --mode instance --name nuclei --out assets/nuclei \

@@ -2,37 +2,36 @@
 
     python app.py                     # http://127.0.0.1:7860 (GRADIO_SERVER_NAME=0.0.0.0 in Docker)
 
-The UI only: every computation lives in `unet.compare`, so the handlers can be called and
-tested without a server.
+The UI only: every computation lives in `unet.runtime.compare`; `Handlers` are plain methods
+that can be called and tested without a server, and `build_demo(catalog)` wires them to the page.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
-from unet.compare import KERAS, Comparison, ModelCatalog, compare
-from unet.imageio import ImageReadError, image_size, read_image
-from unet.overlay import mask_image, save_instance_labels, save_png
+from unet.runtime import errors
+from unet.runtime.compare import Comparison, ModelCatalog, compare
+from unet.runtime.imageio import ImageReadError, image_files, image_size, read_image
+from unet.runtime.overlay import mask_image, save_instance_labels, save_png
 
 ASSETS = Path(os.environ.get("UNET_ASSETS", Path(__file__).resolve().parent / "assets"))
-EXAMPLES = ASSETS / "examples"
 MAX_PIXELS = 4_000_000
 MAX_UPLOAD = "40mb"
 DOWNLOADS = Path(tempfile.gettempdir()) / "unet-edge-downloads"
 DOWNLOAD_LIFETIME_S = 600
 PRUNE_INTERVAL_S = 60
-last_pruned = 0.0
-
-catalog = ModelCatalog(ASSETS)
-png_writers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="png")
 
 
 class UserError(gr.Error):
@@ -40,6 +39,30 @@ class UserError(gr.Error):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, print_exception=False)
+
+
+@dataclass
+class SegmentView:
+    """What one /segment call shows; the page's outputs follow these fields in order."""
+
+    overlay_a: str
+    overlay_b: str
+    slider: tuple[str, str]
+    disagreement: str
+    table: gr.Dataframe
+    notes: str
+    masks: list[str]
+    summary: dict
+
+    def values(self) -> list:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+
+
+@dataclass
+class ResultFiles:
+    overlays: list[str]
+    disagreement: str
+    masks: list[str]
 
 
 def image_upload(**kwargs) -> gr.Image:
@@ -65,173 +88,183 @@ def image_upload(**kwargs) -> gr.Image:
     return component
 
 
-def default_backends(model_name: str) -> tuple[str, str]:
-    backends = catalog.models[model_name].backends
-    first = KERAS if KERAS in backends else backends[0]
-    second = "LiteRT int8" if "LiteRT int8" in backends else backends[-1]
-    return first, second
+class Handlers:
+    """The app's work on one catalog of models: decode the upload, compare, write result files."""
 
+    def __init__(
+        self, catalog: ModelCatalog, downloads: Path = DOWNLOADS, max_pixels: int = MAX_PIXELS
+    ) -> None:
+        self.catalog = catalog
+        self.downloads = Path(downloads)
+        self.max_pixels = max_pixels
+        self._last_pruned = 0.0
+        self._png_writers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="png")
 
-def load_upload(path: str | None) -> tuple[np.ndarray, list[str]]:
-    """Decode an upload with the project's decoder; bound its size with a visible note."""
-    if not path:
-        raise UserError("No image: upload one, paste one, or pick an example.")
-    try:
-        image = read_image(path, max_pixels=MAX_PIXELS)
-        height, width = image_size(path)
-    except ImageReadError as error:
-        # The upload's name, not the server's cache path, is what the user knows it by.
-        message = str(error).replace(str(path), Path(path).name)
-        raise UserError(f"Cannot read this file: {message}") from error
-    notes = []
-    if image.shape[0] * image.shape[1] < height * width:
-        notes.append(f"The image ({width}x{height}) was downscaled to "
-                     f"{image.shape[1]}x{image.shape[0]} to bound memory and time.")
-    return image, notes
+    def model(self, model_name: str):
+        try:
+            return self.catalog.model(model_name)
+        except errors.UserError as error:
+            raise UserError(f"{str(error)[0].upper()}{str(error)[1:]}.") from error
 
+    def load_upload(self, path: str | None) -> tuple[np.ndarray, list[str]]:
+        """Decode an upload with the project's decoder; bound its size with a visible note."""
+        if not path:
+            raise UserError("No image: upload one, paste one, or pick an example.")
+        try:
+            image = read_image(path, max_pixels=self.max_pixels)
+            height, width = image_size(path)
+        except ImageReadError as error:
+            # The upload's name, not the server's cache path, is what the user knows it by.
+            message = str(error).replace(str(path), Path(path).name)
+            raise UserError(f"Cannot read this file: {message}") from error
+        notes = []
+        if image.shape[0] * image.shape[1] < height * width:
+            notes.append(f"The image ({width}x{height}) was downscaled to "
+                         f"{image.shape[1]}x{image.shape[0]} to bound memory and time.")
+        return image, notes
 
-def request_folder() -> Path:
-    """A private folder for one request's files; about once a minute, old folders are removed."""
-    global last_pruned
-    DOWNLOADS.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    # Pruning stats every folder; on each request that cost grows with the request rate.
-    if now - last_pruned >= PRUNE_INTERVAL_S:
-        last_pruned = now
-        for old in DOWNLOADS.iterdir():
-            if old.is_dir() and old.stat().st_mtime < now - DOWNLOAD_LIFETIME_S:
-                shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(dir=DOWNLOADS))
+    def request_folder(self) -> Path:
+        """A private folder for one request's files; about once a minute, old folders are removed."""
+        self.downloads.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        # Pruning stats every folder; on each request that cost grows with the request rate.
+        if now - self._last_pruned >= PRUNE_INTERVAL_S:
+            self._last_pruned = now
+            for old in self.downloads.iterdir():
+                if old.is_dir() and old.stat().st_mtime < now - DOWNLOAD_LIFETIME_S:
+                    shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=self.downloads))
 
+    def compare(
+        self, image: np.ndarray, model_name: str, backends: tuple[str, str], threshold: float | None,
+        opacity: float, timed_runs: int,
+    ) -> Comparison:
+        try:
+            return compare(self.catalog, image, model_name, backends, threshold, opacity, timed_runs)
+        except errors.UserError as error:
+            raise UserError(str(error)) from error
 
-def write_result_files(comparison: Comparison, model_name: str) -> tuple[list[str], str, list[str]]:
-    """Overlay PNGs, the disagreement PNG and mask PNGs of both backends, in a request folder.
+    def write_result_files(self, comparison: Comparison, model_name: str) -> ResultFiles:
+        """Overlay PNGs, the disagreement PNG and mask PNGs of both backends, in a request folder.
 
-    Handing gradio files rather than arrays matters under load: gradio caches an array output
-    by rewriting a file named after its content hash, so two requests with the same result
-    could stream a file that the other is rewriting; files are copied into its cache atomically.
-    Pillow releases the GIL while it compresses, so the five files are encoded two at a time.
-    """
-    folder = request_folder()
-    colours = catalog.models[model_name].metadata.class_colours
-    writes = {}
-    for result in comparison.results:
-        slug = result.backend.lower().replace(" ", "-")
-        writes[f"overlay {slug}"] = (save_png, result.overlay, folder / f"{model_name}-{slug}-overlay.png")
-        segmentation = result.segmentation
-        if segmentation.instance_labels is not None:
-            path = folder / f"{model_name}-{slug}-instances.png"
-            writes[f"mask {slug}"] = (save_instance_labels, segmentation.instance_labels, path)
-        else:
-            path = folder / f"{model_name}-{slug}-mask.png"
-            writes[f"mask {slug}"] = (save_png, mask_image(segmentation.class_mask, colours), path)
-    writes["disagreement"] = (save_png, comparison.disagreement, folder / f"{model_name}-disagreement.png")
-    futures = {name: png_writers.submit(*job) for name, job in writes.items()}
-    written = {name: str(future.result()) for name, future in futures.items()}
-    overlays = [written[name] for name in writes if name.startswith("overlay ")]
-    masks = [written[name] for name in writes if name.startswith("mask ")]
-    return overlays, written["disagreement"], masks
+        Handing gradio files rather than arrays matters under load: gradio caches an array output
+        by rewriting a file named after its content hash, so two requests with the same result
+        could stream a file that the other is rewriting; files are copied into its cache atomically.
+        Pillow releases the GIL while it compresses, so the five files are encoded two at a time.
+        """
+        folder = self.request_folder()
+        colours = self.catalog.model(model_name).metadata.class_colours
+        writes = {}
+        for result in comparison.results:
+            slug = result.backend.lower().replace(" ", "-").replace(",", "")
+            overlay_path = folder / f"{model_name}-{slug}-overlay.png"
+            writes[f"overlay {slug}"] = (save_png, result.overlay, overlay_path)
+            segmentation = result.segmentation
+            if segmentation.instance_labels is not None:
+                path = folder / f"{model_name}-{slug}-instances.png"
+                writes[f"mask {slug}"] = (save_instance_labels, segmentation.instance_labels, path)
+            else:
+                path = folder / f"{model_name}-{slug}-mask.png"
+                writes[f"mask {slug}"] = (save_png, mask_image(segmentation.class_mask, colours), path)
+        disagreement_path = folder / f"{model_name}-disagreement.png"
+        writes["disagreement"] = (save_png, comparison.disagreement, disagreement_path)
+        futures = {name: self._png_writers.submit(*job) for name, job in writes.items()}
+        written = {name: str(future.result()) for name, future in futures.items()}
+        return ResultFiles([written[name] for name in writes if name.startswith("overlay ")],
+                           written["disagreement"],
+                           [written[name] for name in writes if name.startswith("mask ")])
 
-
-def segment(
-    image_path: str | None,
-    model_name: str | None = None,
-    backend_a: str | None = None,
-    backend_b: str | None = None,
-    threshold: float = 0.5,
-    opacity: float = 0.5,
-    timed_runs: int = 10,
-):
-    """The main event (api_name="segment"): overlays, slider, disagreement, table, files, JSON."""
-    model_name = model_name or next(iter(catalog.models))
-    if model_name not in catalog.models:
-        raise UserError(f"Unknown model {model_name!r}; choose one of {', '.join(catalog.models)}.")
-    defaults = default_backends(model_name)
-    chosen = (backend_a or defaults[0], backend_b or defaults[1])
-    image, notes = load_upload(image_path)
-    metadata = catalog.models[model_name].metadata
-    binary_threshold = threshold if metadata.output_channels == 1 else None
-    try:
-        comparison = compare(catalog, image, model_name, chosen, binary_threshold, opacity, int(timed_runs))
-    except ValueError as error:
-        raise UserError(str(error)) from error
-    agreement = comparison.agreement
-    headers = ["backend", "p50 ms", "p95 ms", "file size"]
-    if metadata.mode == "instance":
-        headers.append("instances")
-    note_lines = [*notes,
-                  f"Agreement: {100 * agreement['pixel_agreement']:.2f}% of pixels, "
-                  f"mean IoU {agreement['mean_iou']:.4f}"
-                  + (f", matched-instance F1 {agreement['matched_instance_f1']:.4f}"
-                     if "matched_instance_f1" in agreement else "") + ".",
-                  "Latency is the model call only, on this server's CPU: not Raspberry Pi latency "
-                  "(the README's \"Raspberry Pi\" section says how to measure on a Pi)."]
-    comparison.summary["notes"] = notes
-    overlays, disagreement, masks = write_result_files(comparison, model_name)
-    return (
-        overlays[0],
-        overlays[1],
-        (overlays[0], overlays[1]),
-        disagreement,
-        gr.Dataframe(value=comparison.table(), headers=headers),
-        "\n\n".join(note_lines),
-        masks,
-        comparison.summary,
-    )
-
-
-def update_backends(model_name: str):
-    model = catalog.models[model_name]
-    first, second = default_backends(model_name)
-    return (
-        gr.Dropdown(choices=model.backends, value=first),
-        gr.Dropdown(choices=model.backends, value=second),
-        describe(model_name),
-    )
-
-
-def describe(model_name: str) -> str:
-    """The model's one-line summary and a legend of its class colours."""
-    model = catalog.models[model_name]
-    metadata = model.metadata
-    if metadata.mode == "instance":
-        legend = "each object in its own colour, outlined in white"
-    else:
-        legend = " ".join(
-            f'<span style="color: rgb{tuple(colour)}">&#9632;</span> {name}'
-            for name, colour in zip(metadata.class_names[1:], metadata.class_colours[1:], strict=True)
+    def segment(
+        self,
+        image_path: str | None,
+        model_name: str | None = None,
+        backend_a: str | None = None,
+        backend_b: str | None = None,
+        threshold: float = 0.5,
+        opacity: float = 0.5,
+        timed_runs: int = 10,
+    ) -> SegmentView:
+        """The main event (api_name="segment"): overlays, slider, disagreement, table, files, JSON."""
+        model_name = model_name or next(iter(self.catalog.models))
+        model = self.model(model_name)
+        defaults = model.default_pair()
+        chosen = (backend_a or defaults[0], backend_b or defaults[1])
+        image, notes = self.load_upload(image_path)
+        metadata = model.metadata
+        binary_threshold = threshold if metadata.output_channels == 1 else None
+        comparison = self.compare(image, model_name, chosen, binary_threshold, opacity, int(timed_runs))
+        agreement = comparison.agreement
+        headers = ["backend", "p50 ms", "p95 ms", "file size"]
+        if metadata.mode == "instance":
+            headers.append("instances")
+        note_lines = [*notes,
+                      f"Agreement: {100 * agreement['pixel_agreement']:.2f}% of pixels, "
+                      f"mean IoU {agreement['mean_iou']:.4f}"
+                      + (f", matched-instance F1 {agreement['matched_instance_f1']:.4f}"
+                         if "matched_instance_f1" in agreement else "") + ".",
+                      "Latency is the model call only, on this server's CPU: not Raspberry Pi latency "
+                      "(the README's \"Raspberry Pi\" section says how to measure on a Pi)."]
+        comparison.summary["notes"] = notes
+        files = self.write_result_files(comparison, model_name)
+        return SegmentView(
+            overlay_a=files.overlays[0],
+            overlay_b=files.overlays[1],
+            slider=(files.overlays[0], files.overlays[1]),
+            disagreement=files.disagreement,
+            table=gr.Dataframe(value=comparison.table(), headers=headers),
+            notes="\n\n".join(note_lines),
+            masks=files.masks,
+            summary=comparison.summary,
         )
-    return f"**{model.summary}** Legend: {legend}"
+
+    def update_backends(self, model_name: str) -> tuple[gr.Dropdown, gr.Dropdown, str]:
+        model = self.model(model_name)
+        first, second = model.default_pair()
+        return (
+            gr.Dropdown(choices=model.backends, value=first),
+            gr.Dropdown(choices=model.backends, value=second),
+            self.describe(model_name),
+        )
+
+    def describe(self, model_name: str) -> str:
+        """The model's one-line summary and a legend of its class colours."""
+        model = self.model(model_name)
+        metadata = model.metadata
+        if metadata.mode == "instance":
+            legend = "each object in its own colour, outlined in white"
+        else:
+            legend = " ".join(
+                f'<span style="color: rgb{tuple(colour)}">&#9632;</span> {name}'
+                for name, colour in zip(metadata.class_names[1:], metadata.class_colours[1:], strict=True)
+            )
+        return f"**{model.summary}** Legend: {legend}"
+
+    def example_images(self, examples: Path) -> list[list[str]]:
+        """[image, model] pairs: an example named `MODEL-*.png` opens with that model selected."""
+        if not examples.is_dir():
+            return []
+        models = list(self.catalog.models)
+        return [[str(path), next((name for name in models if path.name.startswith(f"{name}-")), models[0])]
+                for path in image_files(examples)]
 
 
-def example_images() -> list[list[str]]:
-    """[image, model] pairs: an example named `MODEL-*.png` opens with that model selected."""
-    if not EXAMPLES.is_dir():
-        return []
-    suffixes = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-    examples = []
-    for path in sorted(EXAMPLES.iterdir()):
-        if path.suffix.lower() not in suffixes:
-            continue
-        model = next((name for name in catalog.models if path.name.startswith(f"{name}-")), None)
-        examples.append([str(path), model or next(iter(catalog.models))])
-    return examples
-
-
-def build_demo() -> gr.Blocks:
+def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Blocks:
+    """The page for the models in `catalog`; `handlers` defaults to `Handlers(catalog)`."""
+    handlers = handlers or Handlers(catalog)
     with gr.Blocks(title="unet-edge", delete_cache=(600, 600)) as demo:
         gr.Markdown("# unet-edge\nU-Net segmentation from Keras to a Raspberry Pi: compare the float "
                     "model with its quantised LiteRT versions on your own image.")
         if not catalog.models:
-            gr.Markdown(f"**No models found in `{ASSETS}`.** Run `make models` to build them.")
+            gr.Markdown(f"**No models found in `{catalog.root}`.** Run `make models` to build them.")
             return demo
         first_model = next(iter(catalog.models))
-        first_a, first_b = default_backends(first_model)
+        first_a, first_b = catalog.model(first_model).default_pair()
+        backends = catalog.model(first_model).backends
         with gr.Row():
             model = gr.Dropdown(list(catalog.models), value=first_model, label="Model", elem_id="model")
-            backend_a = gr.Dropdown(catalog.models[first_model].backends, value=first_a, label="Backend A")
-            backend_b = gr.Dropdown(catalog.models[first_model].backends, value=first_b, label="Backend B")
-        description = gr.Markdown(describe(first_model))
+            backend_a = gr.Dropdown(backends, value=first_a, label="Backend A")
+            backend_b = gr.Dropdown(backends, value=first_b, label="Backend B")
+        description = gr.Markdown(handlers.describe(first_model))
         with gr.Row():
             image = image_upload(sources=["upload", "clipboard", "webcam"], label="Image", elem_id="image")
             with gr.Column():
@@ -240,7 +273,7 @@ def build_demo() -> gr.Blocks:
                 runs = gr.Slider(1, 50, value=10, step=1, label="Timed runs (after one warm-up)",
                                  elem_id="timed-runs")
                 run = gr.Button("Segment", variant="primary")
-        examples = example_images()
+        examples = handlers.example_images(catalog.root / "examples")
         if examples:
             gr.Examples(examples, inputs=[image, model],
                         example_labels=[Path(path).stem for path, _ in examples],
@@ -253,13 +286,23 @@ def build_demo() -> gr.Blocks:
             disagreement = gr.Image(label="Where A and B disagree (magenta)", elem_id="disagreement")
         table = gr.Dataframe(label="Latency and size", interactive=False)
         notes = gr.Markdown()
-        downloads = gr.File(label="Masks (PNG)", file_count="multiple")
+        masks = gr.File(label="Masks (PNG)", file_count="multiple")
         summary = gr.JSON(label="Summary")
-        model.change(update_backends, inputs=model, outputs=[backend_a, backend_b, description])
+        outputs = {"overlay_a": overlay_a, "overlay_b": overlay_b, "slider": slider,
+                   "disagreement": disagreement, "table": table, "notes": notes, "masks": masks,
+                   "summary": summary}
+        assert list(outputs) == [f.name for f in dataclasses.fields(SegmentView)]
+
+        # The API takes its parameter names and defaults from the handler's signature.
+        @functools.wraps(handlers.segment)
+        def segment(*inputs):
+            return handlers.segment(*inputs).values()
+
+        model.change(handlers.update_backends, inputs=model, outputs=[backend_a, backend_b, description])
         run.click(
             segment,
             inputs=[image, model, backend_a, backend_b, threshold, opacity, runs],
-            outputs=[overlay_a, overlay_b, slider, disagreement, table, notes, downloads, summary],
+            outputs=list(outputs.values()),
             api_name="segment",
             concurrency_limit=2,
         )
@@ -276,7 +319,8 @@ def serve(blocks: gr.Blocks) -> None:
     )
 
 
-demo = build_demo()
+catalog = ModelCatalog(ASSETS)
+demo = build_demo(catalog)
 
 if __name__ == "__main__":
     catalog.warm_up()

@@ -1,6 +1,6 @@
 """The app as a user meets it: launch to first answer, /segment round trip, concurrent throughput.
 
-    python bench/app_latency.py [--calls 30] [--out bench/results/app.json]
+    python -m bench.app_latency [--calls 30] [--out bench/results/app.json]
 
 Starts `app.py` on a free local port with the shipped models, then through gradio_client:
 - the time from launch to the first answered /segment call;
@@ -32,14 +32,13 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from bench.results_file import write_results
+from unet.runtime.timing import percentiles_ms
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from results_file import write_results  # noqa: E402
-
-from unet.runtime import percentiles_ms  # noqa: E402
 
 MODELS = ("nuclei", "brain-tissue", "shapes")
 CLIENTS = {"gradio_client defaults": {}, "ssl_verify=False": {"ssl_verify": False}}
@@ -113,7 +112,7 @@ def measure_model(model: str, image: Path, app_url: str, workdir: Path, calls: i
     """Round trips of the app and of its gradio floor, each with both clients, interleaved."""
     from gradio_client import Client
 
-    with server([str(REPO / "bench" / "gradio_floor.py"), str(image), model],
+    with server(["-m", "bench.gradio_floor", str(image), model],
                 workdir / f"floor-{model}.log") as (floor_url, floor_process):
         first_answer(floor_url, image, floor_process)
         clients = {(target, name): Client(url, verbose=False, download_files=workdir / "downloads", **options)

@@ -1,6 +1,6 @@
 """app.py with its work replaced by one answer computed at start: what gradio and its client cost.
 
-    GRADIO_SERVER_PORT=7861 python bench/gradio_floor.py IMAGE MODEL
+    GRADIO_SERVER_PORT=7861 python -m bench.gradio_floor IMAGE MODEL
 
 The same Blocks, components, queue and launch settings as app.py. Each /segment call still
 decodes its upload and gets its result files copied into a fresh request folder, as in the
@@ -14,31 +14,36 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from app import ASSETS, Handlers, ResultFiles, build_demo, serve
+from unet.runtime.compare import Comparison, ModelCatalog
 
-import app
 
+class FloorHandlers(Handlers):
+    """Handlers that answer every request with one comparison and one set of files made at start."""
 
-def main(image_path: str, model_name: str) -> None:
-    image, _ = app.load_upload(image_path)
-    backends = app.default_backends(model_name)
-    comparison = app.compare(app.catalog, image, model_name, backends, timed_runs=1)
-    overlays, disagreement, masks = app.write_result_files(comparison, model_name)
+    def __init__(self, catalog: ModelCatalog, image_path: str, model_name: str) -> None:
+        super().__init__(catalog)
+        image, _ = self.load_upload(image_path)
+        backends = catalog.model(model_name).default_pair()
+        self.comparison = super().compare(image, model_name, backends, None, 0.5, 1)
+        self.files = super().write_result_files(self.comparison, model_name)
 
-    def cached_compare(*args, **kwargs) -> app.Comparison:
-        return comparison
+    def compare(self, *args, **kwargs) -> Comparison:
+        return self.comparison
 
-    def copied_result_files(*args, **kwargs) -> tuple[list[str], str, list[str]]:
-        folder = app.request_folder()
+    def write_result_files(self, comparison: Comparison, model_name: str) -> ResultFiles:
+        folder = self.request_folder()
 
         def copy(path: str) -> str:
             return str(shutil.copy(path, folder / Path(path).name))
 
-        return [copy(path) for path in overlays], copy(disagreement), [copy(path) for path in masks]
+        return ResultFiles([copy(p) for p in self.files.overlays], copy(self.files.disagreement),
+                           [copy(p) for p in self.files.masks])
 
-    app.compare = cached_compare
-    app.write_result_files = copied_result_files
-    app.serve(app.demo)
+
+def main(image_path: str, model_name: str) -> None:
+    catalog = ModelCatalog(ASSETS)
+    serve(build_demo(catalog, FloorHandlers(catalog, image_path, model_name)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Inference speed of every shipped model on every backend, in one run: a benchmark, not a test.
 
-    python bench/inference.py [--runs 50] [--out bench/results/inference.json]
+    python -m bench.inference [--runs 50] [--out bench/results/inference.json]
 
 Per model, on the model's own example image: Keras float32 (tf.function), LiteRT float32,
 float16 and int8, and the ONNX Runtime peer (float32 from Keras's ONNX export, and static
@@ -23,19 +23,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from bench.results_file import write_results
+from unet.runtime.backends import Backend, KerasBackend, LiteRTBackend
+from unet.runtime.imageio import read_image
+from unet.runtime.metadata import load_metadata, model_metadata_files
+from unet.runtime.preprocess import preprocess
+from unet.runtime.segmenter import Segmenter
+from unet.runtime.timing import interleaved_latency
+from unet.runtime.variants import DEFAULT_VARIANTS, KERAS, BackendKind, litert, variant_path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-from results_file import write_results  # noqa: E402
-
-from export.to_tflite import interleaved_latency  # noqa: E402
-from unet.imageio import read_image  # noqa: E402
-from unet.metadata import load_metadata, model_metadata_files  # noqa: E402
-from unet.preprocess import preprocess  # noqa: E402
-from unet.runtime import Backend, KerasBackend, LiteRTBackend, Segmenter  # noqa: E402
-
 CPUS = os.cpu_count() or 1
 # Idle before each timed call, long enough for ONNX Runtime's spinning threads to park.
 SETTLE_S = 0.05
@@ -44,7 +44,7 @@ SETTLE_S = 0.05
 class OnnxRuntimeBackend(Backend):
     """The peer: an ONNX model in ONNX Runtime's CPU provider."""
 
-    def __init__(self, path: Path, num_threads: int, name: str) -> None:
+    def __init__(self, path: Path, variant: str, num_threads: int) -> None:
         super().__init__()
         import onnxruntime
 
@@ -52,7 +52,7 @@ class OnnxRuntimeBackend(Backend):
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
         self.path = path
-        self.name = name
+        self.kind = BackendKind("onnxruntime", variant, num_threads if num_threads == 1 else None)
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._input_name = self.session.get_inputs()[0].name
 
@@ -64,7 +64,7 @@ def onnx_models(keras_path: Path, calibration: list[np.ndarray], workdir: Path) 
     """float32 through Keras's ONNX export; int8 through ONNX Runtime's static quantiser."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from unet.models import load_model
+    from unet.training.models import load_model
 
     model = load_model(str(keras_path))
     model(calibration[0])  # Keras exports only a model that has been called
@@ -95,7 +95,7 @@ def graph_flops(keras_path: Path, input_shape: tuple[int, ...]) -> int:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from unet.models import load_model
+    from unet.training.models import load_model
 
     model = load_model(str(keras_path))
     concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
@@ -129,7 +129,7 @@ def examples_for(metadata_name: str) -> list[Path]:
 
 def stage_timings(model_path: Path, image_path: Path, runs: int) -> dict[str, float]:
     """Median ms per stage of one request on the int8 model: decode to overlay."""
-    from unet.overlay import segmentation_overlay
+    from unet.runtime.overlay import segmentation_overlay
 
     segmenter = Segmenter.from_path(model_path)
     image = read_image(image_path)
@@ -146,8 +146,8 @@ def stage_timings(model_path: Path, image_path: Path, runs: int) -> dict[str, fl
 
 def variant_accuracy(model_dir: Path, stem: str) -> dict[str, dict]:
     report = json.loads((model_dir / f"{stem}.export.json").read_text())
-    rows = {"keras-float32": report.get("keras", {})}
-    rows.update({f"litert-{name}": row for name, row in report["variants"].items()})
+    rows = {KERAS.id: report.get("keras", {})}
+    rows.update({litert(name).id: row for name, row in report["variants"].items()})
     accuracy = {}
     for name, row in rows.items():
         scores = row.get("accuracy", {})
@@ -165,23 +165,21 @@ def bench_model(metadata_path: Path, runs: int, peak: float) -> dict:
     image_path = examples[0]
     tensor = preprocess(read_image(image_path), metadata)[0]
     print(f"== {metadata.name}: input {tensor.shape}, example {image_path.name}")
-    backends: dict[str, Backend] = {"keras-float32": KerasBackend(keras_path)}
-    for variant in ("float32", "float16", "int8"):
-        path = model_dir / f"{stem}.{variant}.tflite"
-        backends[f"litert-{variant}"] = LiteRTBackend(path, num_threads=CPUS)
-        backends[f"litert-{variant} 1 thread"] = LiteRTBackend(path, num_threads=1)
+    backends: list[Backend] = [KerasBackend(keras_path)]
+    for variant in DEFAULT_VARIANTS:
+        path = variant_path(keras_path, variant)
+        backends += [LiteRTBackend(path, num_threads=CPUS), LiteRTBackend(path, num_threads=1)]
     with tempfile.TemporaryDirectory() as workdir:
         calibration = [preprocess(read_image(path), metadata)[0] for path in examples]
         try:
             for variant, path in onnx_models(keras_path, calibration, Path(workdir)).items():
-                backends[f"onnxruntime-{variant}"] = OnnxRuntimeBackend(path, CPUS, f"onnxruntime-{variant}")
-                backends[f"onnxruntime-{variant} 1 thread"] = OnnxRuntimeBackend(path, 1, variant)
+                backends += [OnnxRuntimeBackend(path, variant, CPUS), OnnxRuntimeBackend(path, variant, 1)]
         except ImportError as error:
             print(f"  no ONNX Runtime peer ({error}); `make bench` installs requirements-bench.txt",
                   file=sys.stderr)
-        latency = interleaved_latency(backends, tensor, runs, settle_s=SETTLE_S)
+        latency = interleaved_latency({b.name: b.run for b in backends}, tensor, runs, settle_s=SETTLE_S)
     flops = graph_flops(keras_path, tensor.shape)
-    keras_p50 = latency["keras-float32"]["p50_ms"]
+    keras_p50 = latency[KERAS.id]["p50_ms"]
     rows = {}
     for name, timing in latency.items():
         gflops = flops / (timing["p50_ms"] / 1000.0) / 1e9
@@ -212,7 +210,7 @@ def render_markdown(results: dict) -> str:
                   "| validation mean IoU |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for backend, row in model["latency"].items():
-            accuracy = model["accuracy"].get(backend.split(" ")[0], {}).get("mean_iou")
+            accuracy = model["accuracy"].get(backend.removesuffix("-1thread"), {}).get("mean_iou")
             lines.append(f"| {backend} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | "
                          f"{row['ratio_to_keras_p50']:.2f}x | {row['gflop_per_s']:.2f} | "
                          f"{100 * row['fraction_of_matmul_peak']:.1f}% | "

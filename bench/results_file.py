@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from unet.atomic import atomic_write_text
+from unet.runtime.atomic import atomic_write_text
 
 
 def write_results(out: Path, results: dict, markdown: str | None = None) -> None:

@@ -1,6 +1,6 @@
 """Training throughput (images/s) of the shipped configurations: a benchmark, not a test.
 
-    python bench/train_speed.py [--steps 20] [--out bench/results/train_speed.json]
+    python -m bench.train_speed [--steps 20] [--out bench/results/train_speed.json]
 
 Times `train_on_batch` on random data after warm-up, so only the model's forward and
 backward passes are measured (the input pipeline is measured separately).
@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from results_file import write_results
+
+from bench.results_file import write_results
 
 CONFIGURATIONS = {
     "simple_unet@128": {"builder": "simple", "size": 128, "batch": 8},
@@ -30,8 +30,8 @@ CONFIGURATIONS = {
 def images_per_second(builder: str, size: int, batch: int, steps: int) -> float:
     import keras
 
-    from unet.losses import crossentropy_dice_loss
-    from unet.models import build_unet, simple_unet
+    from unet.training.losses import crossentropy_dice_loss
+    from unet.training.models import build_unet, simple_unet
 
     model = simple_unet((size, size, 1)) if builder == "simple" else build_unet((size, size, 1))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=crossentropy_dice_loss)

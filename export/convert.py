@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-VARIANTS = ("float32", "float16", "dynamic", "int8", "uint8")
-DEFAULT_VARIANTS = ("float32", "float16", "int8")
+from unet.runtime.errors import UserError
+from unet.runtime.variants import QUANTISED_VARIANTS, VARIANTS
 
 RepresentativeData = Callable[[], Iterator[list[np.ndarray]]]
 
@@ -26,7 +26,7 @@ def export_saved_model(model, directory: Path) -> Path:
     """Write a SavedModel with a fixed batch-1 signature (what an edge runtime wants)."""
     input_shape = tuple(model.input_shape[1:])
     if None in input_shape:
-        raise ValueError(
+        raise UserError(
             f"model input shape {model.input_shape} has unknown sizes; give --input-size "
             "so the TFLite model gets a fixed shape"
         )
@@ -42,16 +42,16 @@ def _converter(saved_model: Path, variant: str, representative: RepresentativeDa
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    elif variant in ("int8", "uint8"):
+    elif variant in QUANTISED_VARIANTS:
         if representative is None:
-            raise ValueError(f"{variant} needs calibration images (--calib DIR)")
+            raise UserError(f"{variant} needs calibration images (--calib DIR)")
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         io_type = tf.int8 if variant == "int8" else tf.uint8
         converter.inference_input_type = io_type
         converter.inference_output_type = io_type
     elif variant != "dynamic":
-        raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+        raise UserError(f"unknown variant {variant!r}; choose from {VARIANTS}")
     return converter
 
 
@@ -67,7 +67,7 @@ def convert_variant(
             "dynamic-range quantisation is usually slower than float32 on CPU and does not "
             "load on tflite-runtime 2.14", stacklevel=2,
         )
-    if float_layers and variant in ("int8", "uint8"):
+    if float_layers and variant in QUANTISED_VARIANTS:
         return _selectively_quantised(saved_model, variant, representative, float_layers)
     return _converter(saved_model, variant, representative).convert()
 
@@ -129,7 +129,7 @@ def _selectively_quantised(
     })
     if not denylisted:
         names = sorted({row["tensor"].split(";")[0] for row in statistics})[:20]
-        raise ValueError(f"--float-layers {','.join(float_layers)} matched no quantised tensor; "
+        raise UserError(f"--float-layers {','.join(float_layers)} matched no quantised tensor; "
                          f"tensors look like: {names}")
     warnings.warn(
         f"keeping {len(denylisted)} tensors in float: the {variant} model keeps float32 input "

@@ -11,36 +11,42 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from unet.atomic import atomic_write_text
-from unet.metadata import ModelMetadata, portable_path
+from unet.data.splits import recorded_data_folder
+from unet.runtime.atomic import atomic_write_text
+from unet.runtime.evaluation import format_scores
+from unet.runtime.metadata import ModelMetadata
+from unet.runtime.variants import KERAS, litert
+
+
+def _portable_path(path: Path) -> str:
+    """`path` relative to the working folder when inside it, so the card reads the same on any clone."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
 
 
 def _scores_line(accuracy: dict, mode: str) -> str:
-    line = (f"mean IoU {accuracy['mean_iou']:.4f}, foreground IoU {accuracy['foreground_iou']:.4f}, "
-            f"pixel accuracy {accuracy['pixel_accuracy']:.4f}")
+    line = format_scores(accuracy)
     if mode == "semantic":
         object_classes = list(accuracy["per_class"].values())[1:]
         mean_objects = sum(row["iou"] for row in object_classes) / len(object_classes)
         line += f", mean IoU over the non-background classes {mean_objects:.4f}"
-    if mode == "instance" and "instance" in accuracy:
-        instance = accuracy["instance"]
-        line += (f"; instance F1@0.5 {instance['f1@0.5']:.4f}, "
-                 f"DSB score {instance['dsb_score']:.4f}, "
-                 f"PQ {instance['panoptic_quality']:.4f} ({instance['true_count']} true, "
-                 f"{instance['predicted_count']} predicted objects)")
     return line
 
 
 def render_model_card(metadata: ModelMetadata, report: dict, export_command: str, model_dir: Path) -> str:
     training = metadata.training
     source_note = ""
-    from unet.evaluate import recorded_data_folder
-
     data = recorded_data_folder(training)
     if data is not None and (data / "SOURCE.md").is_file():
         source_note = (data / "SOURCE.md").read_text().strip()
     elif "synthetic" in training:
-        source_note = f"Synthetic data: `unet.synthetic.make_dataset` with {training['synthetic']}."
+        source_note = f"Synthetic data: `unet.data.synthetic.make_dataset` with {training['synthetic']}."
+    elif training.get("dataset"):
+        source_note = (f"Dataset `{training['dataset']}`: `python -m unet.datasets fetch "
+                       f"{training['dataset']}` rebuilds it, with its provenance in SOURCE.md.")
     height, width = metadata.input_size
     lines = [
         f"# Model card: {metadata.name}",
@@ -61,30 +67,30 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
         lines.append(f"- Instance post-processing: {metadata.instance}.")
     lines += ["", "## Data", "", source_note, "", "## Reproduce", "", "```bash",
               training.get("command", "make models   # this model's training line is in the Makefile"),
-              *([f"python -m unet.tune {portable_path(model_dir / report['model'])}"]
+              *([f"python -m unet.tune {_portable_path(model_dir / report['model'])}"]
                 if training.get("tuned_on") else []),
               export_command.strip(), "```", "",
               "## Validation results (float and quantised)", ""]
     keras_accuracy = report["keras"].get("accuracy")
     if keras_accuracy:
-        lines.append(f"- Keras float32: {_scores_line(keras_accuracy, metadata.mode)}.")
+        lines.append(f"- {KERAS.label}: {_scores_line(keras_accuracy, metadata.mode)}.")
     for variant, row in report["variants"].items():
         if "accuracy" in row:
             agreement = row["agreement_with_keras"]
             lines.append(
-                f"- LiteRT {variant}: {_scores_line(row['accuracy'], metadata.mode)}; agrees with "
+                f"- {litert(variant).label}: {_scores_line(row['accuracy'], metadata.mode)}; agrees with "
                 f"Keras on {100 * agreement['pixel_agreement']:.2f}% of pixels."
             )
     lines += ["", "## Files, sizes and latency", "",
               "| file | size | p50 ms, all threads | p50 ms, 1 thread |", "|---|---:|---:|---:|"]
     latency = report.get("latency", {})
-    keras_latency = latency.get("keras-float32", {}).get("p50_ms")
+    keras_latency = latency.get(KERAS.id, {}).get("p50_ms")
     lines.append(f"| {report['keras']['file']} | {report['keras']['size_bytes'] / 1024:.0f} KiB | "
                  f"{keras_latency:.2f} | – |" if keras_latency else
                  f"| {report['keras']['file']} | {report['keras']['size_bytes'] / 1024:.0f} KiB | – | – |")
     for variant, row in report["variants"].items():
-        all_threads = latency.get(f"litert-{variant}", {}).get("p50_ms", float("nan"))
-        one_thread = latency.get(f"litert-{variant}-1thread", {}).get("p50_ms", float("nan"))
+        all_threads = latency.get(litert(variant).id, {}).get("p50_ms", float("nan"))
+        one_thread = latency.get(litert(variant, 1).id, {}).get("p50_ms", float("nan"))
         lines.append(
             f"| {row['file']} | {row['size_bytes'] / 1024:.0f} KiB | {all_threads:.2f} | {one_thread:.2f} |"
         )
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     """Rewrite MODEL_CARD.md of each model folder given, from its metadata and export report."""
     import sys
 
-    from unet.metadata import load_metadata, model_metadata_files
+    from unet.runtime.metadata import load_metadata, model_metadata_files
 
     for folder in map(Path, argv if argv is not None else sys.argv[1:]):
         for metadata_path in model_metadata_files(folder.parent):

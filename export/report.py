@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from unet.atomic import atomic_write_text
-from unet.metadata import ModelMetadata
+from unet.runtime.atomic import atomic_write_text
+from unet.runtime.metadata import ModelMetadata
+from unet.runtime.variants import KERAS, QUANTISED_VARIANTS, litert
 
 
 def _percent(value: float | None) -> str:
@@ -36,9 +37,9 @@ def render_markdown(report: dict, metadata: ModelMetadata) -> str:
     latency = report.get("latency", {})
     keras = report["keras"]
     keras_accuracy = keras.get("accuracy", {})
-    keras_latency = latency.get("keras-float32", {})
+    keras_latency = latency.get(KERAS.id, {})
     lines.append(
-        f"| Keras float32 | {keras['size_bytes'] / 1024:.0f} KiB | – | "
+        f"| {KERAS.label} | {keras['size_bytes'] / 1024:.0f} KiB | – | "
         f"{_number(keras_accuracy.get('mean_iou'))} | {_number(keras_accuracy.get('foreground_iou'))} "
         f"| – | – | {_number(keras_latency.get('p50_ms'), 2)} | "
         f"{_number(keras_latency.get('p95_ms'), 2)} | – |"
@@ -46,10 +47,10 @@ def render_markdown(report: dict, metadata: ModelMetadata) -> str:
     for variant, row in report["variants"].items():
         accuracy = row.get("accuracy", {})
         agreement = row["agreement_with_keras"]
-        all_threads = latency.get(f"litert-{variant}", {})
-        one_thread = latency.get(f"litert-{variant}-1thread", {})
+        all_threads = latency.get(litert(variant).id, {})
+        one_thread = latency.get(litert(variant, 1).id, {})
         lines.append(
-            f"| LiteRT {variant} | {row['size_bytes'] / 1024:.0f} KiB | "
+            f"| {litert(variant).label} | {row['size_bytes'] / 1024:.0f} KiB | "
             f"{_number(row.get('size_ratio_to_float32'), 3)} | {_number(accuracy.get('mean_iou'))} | "
             f"{_number(accuracy.get('foreground_iou'))} | {_percent(agreement['pixel_agreement'])} | "
             f"{_number(agreement['mean_iou'])} | {_number(all_threads.get('p50_ms'), 2)} | "
@@ -58,8 +59,8 @@ def render_markdown(report: dict, metadata: ModelMetadata) -> str:
     if metadata.mode == "instance":
         lines += ["", "| variant | F1@0.5 | DSB score | PQ | matched-instance F1 with Keras | count |",
                   "|---|---:|---:|---:|---:|---:|"]
-        rows = [("Keras float32", keras_accuracy, {})]
-        rows += [(f"LiteRT {v}", r.get("accuracy", {}), r["agreement_with_keras"])
+        rows = [(KERAS.label, keras_accuracy, {})]
+        rows += [(litert(v).label, r.get("accuracy", {}), r["agreement_with_keras"])
                  for v, r in report["variants"].items()]
         for name, accuracy, agreement in rows:
             instance = accuracy.get("instance", {})
@@ -76,7 +77,7 @@ def render_markdown(report: dict, metadata: ModelMetadata) -> str:
             )
             lines.append(f"\n{variant} per class: {cells}.")
         quantisation = row["input"]
-        if quantisation["dtype"] in ("int8", "uint8"):
+        if quantisation["dtype"] in QUANTISED_VARIANTS:
             lines.append(
                 f"{variant} input {quantisation['dtype']} scale {quantisation['scale']:.6g} zero-point "
                 f"{quantisation['zero_point']}; output {row['output']['dtype']} scale "

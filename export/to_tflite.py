@@ -8,6 +8,9 @@ with each variant's input/output scale and zero-point read back from the convert
 and writes `NAME.export.json` and `NAME.export.md`: size, accuracy, agreement with the
 Keras model, latency and the worst-quantised layers of every variant. It exits non-zero
 when int8 loses more mean IoU than --max-iou-drop, after writing the report.
+
+One export is five steps: prepare (model, metadata, calibration and held-out images) ->
+convert -> score -> measure -> gate, then commit writes every file at once.
 """
 
 from __future__ import annotations
@@ -18,38 +21,32 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from unet.atomic import atomic_write_bytes  # noqa: E402
-from unet.cli import raise_if_terminated, run_cli  # noqa: E402
-from unet.evaluate import (  # noqa: E402
-    LabelledSet,
-    compare_segmentations,
-    labelled_folder,
-    recorded_split,
-    score_segmentations,
-    segment_all,
-)
-from unet.imageio import IMAGE_SUFFIXES, read_image  # noqa: E402
-from unet.metadata import (  # noqa: E402
+from unet.cli import raise_if_terminated, run_cli
+from unet.data.splits import LabelledSet, labelled_folder, recorded_split
+from unet.runtime.atomic import atomic_write_bytes
+from unet.runtime.backends import KerasBackend, LiteRTBackend
+from unet.runtime.errors import UserError
+from unet.runtime.evaluation import agreement, score_segmentations, segment_all, with_progress
+from unet.runtime.imageio import image_files, read_image
+from unet.runtime.metadata import (
     MetadataError,
     ModelMetadata,
+    load_metadata,
     metadata_path_for,
     save_metadata,
 )
-from unet.preprocess import preprocess  # noqa: E402
-from unet.runtime import KerasBackend, LiteRTBackend, Segmenter, percentiles_ms  # noqa: E402
+from unet.runtime.preprocess import Segmentation, preprocess
+from unet.runtime.segmenter import Segmenter
+from unet.runtime.timing import interleaved_latency
+from unet.runtime.variants import DEFAULT_VARIANTS, KERAS, QUANTISED_VARIANTS, VARIANTS, litert, variant_path
 
-ASSETS = REPO / "assets"
-QUANTISED = ("int8", "uint8")
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @dataclass
@@ -66,10 +63,89 @@ class ExportOptions:
     command: str = "python export/to_tflite.py"
 
 
+@dataclass
+class ExportJob:
+    """Everything the steps share: the model, its metadata, the images and the Keras reference."""
+
+    model_path: Path
+    model: object
+    metadata: ModelMetadata
+    had_metadata: bool
+    options: ExportOptions
+    calibration: list[np.ndarray]
+    held_out: LabelledSet | None
+    images: list[np.ndarray]
+    reference: Segmenter
+    reference_masks: list[Segmentation] = field(default_factory=list)
+
+    def representative(self):
+        for tensor in self.calibration:
+            yield [tensor]
+
+
+@dataclass
+class ConvertedVariant:
+    variant: str
+    final_path: Path
+    staged_path: Path
+    tflite_bytes: bytes
+    convert_seconds: float
+
+
+def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[str]]:
+    """Convert, evaluate and report one model; returns the report and any failed checks."""
+    from export.convert import export_saved_model, layer_statistics
+
+    job = prepare(model_path, options)
+    report = new_report(job)
+    # Converted files wait outside the model folder until the report is complete, so an export
+    # that fails or is killed midway leaves the previous files and report as they were.
+    with tempfile.TemporaryDirectory() as workdir:
+        saved_model = export_saved_model(job.model, Path(workdir) / "saved_model")
+        converted = [convert(job, saved_model, variant, Path(workdir)) for variant in options.variants]
+        backends = {}
+        for variant in converted:
+            report["variants"][variant.variant], backends[variant.variant] = score(job, variant)
+        if set(options.variants) & set(QUANTISED_VARIANTS) and options.worst_layers:
+            print("-- quantisation debugger")
+            report["worst_layers"] = layer_statistics(saved_model, job.representative)[: options.worst_layers]
+        report["latency"] = measure(job, converted, backends)
+    add_size_ratios(report)
+    failures = gate(report, options.max_iou_drop)
+    commit(job, report, converted)
+    return report, failures
+
+
+def prepare(model_path: Path, options: ExportOptions) -> ExportJob:
+    """Load the model and its metadata, the calibration tensors and the held-out images."""
+    from unet.runtime.backends import load_model_checked
+    from unet.training.models import load_model
+
+    model = load_model_checked(model_path, load_model)
+    metadata, had_metadata = model_metadata(model_path, model)
+    expected_input = (None, *metadata.input_size, metadata.channels)
+    if tuple(model.input_shape) != expected_input and model.input_shape[1] is not None:
+        raise MetadataError(f"{model_path} takes input {model.input_shape} but its metadata says "
+                            f"{expected_input}")
+    print(f"== {model_path}")
+    wants_calibration = bool(set(options.variants) & set(QUANTISED_VARIANTS))
+    calibration = calibration_tensors(metadata, options) if wants_calibration else []
+    held_out = held_out_set(metadata, options)
+    if held_out is None:
+        print("warning: no labelled held-out set (give --eval DIR); reporting agreement only",
+              file=sys.stderr)
+        images = [np.round(t[0] * 255).astype(np.uint8) for t in calibration[: options.eval_n]]
+    else:
+        images = held_out.images
+    reference = Segmenter(KerasBackend(model_path), metadata)
+    job = ExportJob(model_path, model, metadata, had_metadata, options, calibration, held_out, images,
+                    reference)
+    job.reference_masks = segment_all(reference, images, progress=True)
+    return job
+
+
 def model_metadata(model_path: Path, model) -> tuple[ModelMetadata, bool]:
     """The sidecar metadata, or metadata inferred from a foreign model's shapes (and False)."""
-    from unet.metadata import load_metadata
-
     sidecar = metadata_path_for(model_path)
     if sidecar.is_file():
         return load_metadata(sidecar), True
@@ -85,12 +161,12 @@ def model_metadata(model_path: Path, model) -> tuple[ModelMetadata, bool]:
     return metadata, False
 
 
-def image_files(folder: Path) -> list[Path]:
+def calibration_images(folder: Path) -> list[Path]:
     """Images of a folder dataset (its images/) or of a plain folder of images, sorted."""
     source = folder / "images" if (folder / "images").is_dir() else folder
     if not source.is_dir():
-        raise FileNotFoundError(f"calibration folder {folder} does not exist")
-    return sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        raise UserError(f"calibration folder {folder} does not exist")
+    return image_files(source)
 
 
 def evenly_spaced(items: list, count: int) -> list:
@@ -101,24 +177,21 @@ def evenly_spaced(items: list, count: int) -> list:
 
 def calibration_tensors(metadata: ModelMetadata, options: ExportOptions) -> list[np.ndarray]:
     """Representative inputs through the project's own `preprocess`."""
-    from tqdm import tqdm
-
     if options.calib is not None:
-        files = evenly_spaced(image_files(options.calib), options.calib_n)
         images = []
-        for path in files:
+        for path in evenly_spaced(calibration_images(options.calib), options.calib_n):
             try:
                 images.append(read_image(path))
-            except ValueError as error:
+            except UserError as error:
                 print(f"warning: skipping calibration file: {error}", file=sys.stderr)
         if not images:
-            raise ValueError(f"calibration folder {options.calib} has no usable images")
+            raise UserError(f"calibration folder {options.calib} has no usable images")
     else:
         recorded = recorded_split(metadata, "train")
         if recorded is None:
-            raise ValueError("no calibration data: this model's metadata records none; give --calib DIR")
+            raise UserError("no calibration data: this model's metadata records none; give --calib DIR")
         images = evenly_spaced(recorded.images, options.calib_n)
-    return [preprocess(image, metadata)[0] for image in tqdm(images, desc="calibration", unit="image")]
+    return [preprocess(image, metadata)[0] for image in with_progress(images, True, "calibration")]
 
 
 def held_out_set(metadata: ModelMetadata, options: ExportOptions) -> LabelledSet | None:
@@ -128,171 +201,123 @@ def held_out_set(metadata: ModelMetadata, options: ExportOptions) -> LabelledSet
         labelled = recorded_split(metadata, "validation")
     if labelled is None:
         return None
-    keep = evenly_spaced(list(range(len(labelled.images))), options.eval_n)
-    return LabelledSet(
-        [labelled.images[i] for i in keep], [labelled.targets[i] for i in keep],
-        [labelled.instance_labels[i] for i in keep] if labelled.instance_labels is not None else None,
-    )
+    return labelled.subset(evenly_spaced(list(range(len(labelled.images))), options.eval_n))
 
 
-def interleaved_latency(
-    backends: dict[str, object], tensor: np.ndarray, runs: int, settle_s: float = 0.0, seed: int = 0
-) -> dict[str, dict]:
-    """p50/p95 ms per backend, runs interleaved so machine noise hits every backend alike.
-
-    Each round visits the backends in a new (seeded) random order, so no backend always runs
-    right after the same neighbour. `settle_s` of idle before each timed call lets the previous
-    backend's worker threads stop spinning: ONNX Runtime's keep a core busy after a call
-    returns, which made LiteRT float32 on 2 threads 1.7x slower when it ran next.
-    """
-    for backend in backends.values():
-        backend.run(tensor)
-    names = list(backends)
-    order = np.random.default_rng(seed)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(runs):
-        for index in order.permutation(len(names)):
-            name = names[index]
-            if settle_s:
-                time.sleep(settle_s)
-            start = time.perf_counter()
-            backends[name].run(tensor)
-            samples[name].append((time.perf_counter() - start) * 1000.0)
-    return {name: percentiles_ms(values) for name, values in samples.items()}
-
-
-def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[str]]:
-    """Convert, evaluate and report one model; returns the report and any failed checks."""
+def new_report(job: ExportJob) -> dict:
     import tensorflow as tf
 
-    from export.convert import convert_variant as convert
-    from export.convert import export_saved_model, layer_statistics
-    from export.report import write_report
-    from unet.models import load_model
-    from unet.runtime import load_model_checked
-
-    model = load_model_checked(model_path, load_model)
-    metadata, had_metadata = model_metadata(model_path, model)
-    expected_input = (None, *metadata.input_size, metadata.channels)
-    if tuple(model.input_shape) != expected_input and model.input_shape[1] is not None:
-        raise MetadataError(f"{model_path} takes input {model.input_shape} but its metadata says "
-                            f"{expected_input}")
-    print(f"== {model_path}")
-    calibration = calibration_tensors(metadata, options) if set(options.variants) & set(QUANTISED) else []
-
-    def representative():
-        for tensor in calibration:
-            yield [tensor]
-
-    reference = Segmenter(KerasBackend(model_path), metadata)
-    held_out = held_out_set(metadata, options)
-    images = held_out.images if held_out else []
-    report: dict = {
-        "model": model_path.name,
+    options, held_out = job.options, job.held_out
+    keras_row = {"file": job.model_path.name, "size_bytes": job.model_path.stat().st_size}
+    if held_out is not None:
+        keras_row["accuracy"] = score_segmentations(
+            job.metadata, job.reference_masks, held_out.targets, held_out.instance_labels)
+    return {
+        "model": job.model_path.name,
         "command": options.command,
         "tensorflow": tf.__version__,
         "machine": {"cpus": os.cpu_count()},
-        "held_out": {"images": len(images), "labelled": held_out is not None,
+        "held_out": {"images": len(job.images), "labelled": held_out is not None,
                      "source": str(options.eval_data) if options.eval_data else "recorded validation split"},
         "variants": {},
+        "keras": keras_row,
     }
-    if held_out is None:
-        print("warning: no labelled held-out set (give --eval DIR); reporting agreement only",
-              file=sys.stderr)
-        images = [np.round(t[0] * 255).astype(np.uint8) for t in calibration[: options.eval_n]]
-    reference_masks = segment_all(reference, images, progress=True)
-    keras_row = {"file": model_path.name, "size_bytes": model_path.stat().st_size}
-    if held_out is not None:
-        keras_row["accuracy"] = score_segmentations(
-            metadata, reference_masks, held_out.targets, held_out.instance_labels)
-    report["keras"] = keras_row
-    stem = metadata_path_for(model_path).stem
-    latency_backends: dict[str, object] = {"keras-float32": reference.backend}
-    # Converted files wait outside the model folder until the report is complete, so an export
-    # that fails or is killed midway leaves the previous files and report as they were.
-    staged_files: dict[Path, bytes] = {}
-    with tempfile.TemporaryDirectory() as workdir:
-        saved_model = export_saved_model(model, Path(workdir) / "saved_model")
-        for variant in options.variants:
-            print(f"-- converting {variant}")
-            started = time.perf_counter()
-            tflite_bytes = convert(saved_model, variant, representative if calibration else None,
-                                   options.float_layers)
-            raise_if_terminated()
-            final_path = model_path.with_name(f"{stem}.{variant}.tflite")
-            staged_files[final_path] = tflite_bytes
-            path = Path(workdir) / final_path.name
-            path.write_bytes(tflite_bytes)
-            row = {"file": final_path.name, "size_bytes": len(tflite_bytes),
-                   "convert_seconds": round(time.perf_counter() - started, 2)}
-            backend = LiteRTBackend(path, num_threads=os.cpu_count())
-            segmenter = Segmenter(backend, metadata)
-            row["input"] = backend.input_quantisation.to_dict()
-            row["output"] = backend.output_quantisation.to_dict()
-            masks = segment_all(segmenter, images, progress=True)
-            row["agreement_with_keras"] = compare_segmentations(metadata, reference_masks, masks)
-            if held_out is not None:
-                row["accuracy"] = score_segmentations(
-                    metadata, masks, held_out.targets, held_out.instance_labels)
-            report["variants"][variant] = row
-            latency_backends[f"litert-{variant}"] = backend
-            latency_backends[f"litert-{variant}-1thread"] = LiteRTBackend(path, num_threads=1)
-        if set(options.variants) & set(QUANTISED) and options.worst_layers:
-            print("-- quantisation debugger")
-            statistics = layer_statistics(saved_model, representative)
-            report["worst_layers"] = statistics[: options.worst_layers]
-        tensor = preprocess(images[0], metadata)[0]
-        print(f"-- latency ({options.latency_runs} interleaved runs per backend)")
-        report["latency"] = interleaved_latency(
-            latency_backends, tensor, options.latency_runs) if options.latency_runs else {}
+
+
+def convert(job: ExportJob, saved_model: Path, variant: str, workdir: Path) -> ConvertedVariant:
+    """One variant's bytes, also written to `workdir` so the later steps can load it."""
+    from export.convert import convert_variant
+
+    print(f"-- converting {variant}")
+    started = time.perf_counter()
+    tflite_bytes = convert_variant(saved_model, variant, job.representative if job.calibration else None,
+                                   job.options.float_layers)
+    raise_if_terminated()
+    final_path = variant_path(job.model_path, variant)
+    staged_path = workdir / final_path.name
+    staged_path.write_bytes(tflite_bytes)
+    return ConvertedVariant(variant, final_path, staged_path, tflite_bytes,
+                            round(time.perf_counter() - started, 2))
+
+
+def score(job: ExportJob, converted: ConvertedVariant) -> tuple[dict, LiteRTBackend]:
+    """Size, I/O quantisation, agreement with Keras and (with labels) accuracy of one variant."""
+    backend = LiteRTBackend(converted.staged_path, num_threads=os.cpu_count())
+    masks = segment_all(Segmenter(backend, job.metadata), job.images, progress=True)
+    row = {"file": converted.final_path.name, "size_bytes": len(converted.tflite_bytes),
+           "convert_seconds": converted.convert_seconds,
+           "input": backend.input_quantisation.to_dict(), "output": backend.output_quantisation.to_dict(),
+           "agreement_with_keras": agreement(job.metadata, job.reference_masks, masks)}
+    if job.held_out is not None:
+        row["accuracy"] = score_segmentations(job.metadata, masks, job.held_out.targets,
+                                              job.held_out.instance_labels)
+    return row, backend
+
+
+def measure(job: ExportJob, converted: list[ConvertedVariant], backends: dict[str, LiteRTBackend]) -> dict:
+    """Interleaved latency of Keras and of every variant on all threads and on one thread."""
+    runs = job.options.latency_runs
+    if not runs:
+        return {}
+    runners = {KERAS.id: job.reference.backend.run}
+    for variant in converted:
+        runners[litert(variant.variant).id] = backends[variant.variant].run
+        runners[litert(variant.variant, 1).id] = LiteRTBackend(variant.staged_path, num_threads=1).run
+    print(f"-- latency ({runs} interleaved runs per backend)")
+    return interleaved_latency(runners, preprocess(job.images[0], job.metadata)[0], runs)
+
+
+def add_size_ratios(report: dict) -> None:
     float_size = report["variants"].get("float32", {}).get("size_bytes")
     for row in report["variants"].values():
         row["size_ratio_to_float32"] = round(row["size_bytes"] / float_size, 4) if float_size else None
-    failures = quality_failures(report, options.max_iou_drop)
-    report["checks"] = {"max_iou_drop": options.max_iou_drop, "failures": failures}
+
+
+def gate(report: dict, max_iou_drop: float) -> list[str]:
+    """Quantised variants whose mean IoU fell more than `max_iou_drop` below Keras float."""
+    failures = []
+    keras_accuracy = report["keras"].get("accuracy")
+    for variant, row in report["variants"].items():
+        if variant not in QUANTISED_VARIANTS:
+            continue
+        if keras_accuracy is not None:
+            drop = keras_accuracy["mean_iou"] - row["accuracy"]["mean_iou"]
+            measure_name = "mean IoU against ground truth"
+        else:
+            drop = 1.0 - row["agreement_with_keras"]["mean_iou"]
+            measure_name = "mean IoU against the Keras float masks"
+        row["mean_iou_drop"] = drop
+        if drop > max_iou_drop:
+            failures.append(
+                f"{report['model']}: {variant} {measure_name} is {drop:.4f} below float "
+                f"(allowed {max_iou_drop}); try --float-layers with the worst layers in the report"
+            )
+    report["checks"] = {"max_iou_drop": max_iou_drop, "failures": failures}
+    return failures
+
+
+def commit(job: ExportJob, report: dict, converted: list[ConvertedVariant]) -> None:
+    """Write the .tflite files, the metadata, the report and the model card, each atomically."""
+    from export.model_card import write_model_card
+    from export.report import write_report
+
+    metadata, model_path = job.metadata, job.model_path
     metadata.variants = {
         variant: {key: row[key] for key in ("file", "size_bytes", "input", "output")}
         for variant, row in report["variants"].items()
     }
     raise_if_terminated()
-    for final_path, tflite_bytes in staged_files.items():
-        atomic_write_bytes(final_path, tflite_bytes)
+    for variant in converted:
+        atomic_write_bytes(variant.final_path, variant.tflite_bytes)
     save_metadata(metadata, metadata_path_for(model_path))
-    if not had_metadata:
+    if not job.had_metadata:
         print(f"wrote inferred metadata {metadata_path_for(model_path)}; check its normalisation and classes")
-    write_report(report, metadata, model_path.with_name(f"{stem}.export"))
-    if had_metadata:
-        from export.model_card import write_model_card
-
-        write_model_card(model_path.parent, metadata, report, options.command)
-    return report, failures
-
-
-def quality_failures(report: dict, max_iou_drop: float) -> list[str]:
-    """Quantised variants whose mean IoU fell more than `max_iou_drop` below Keras float."""
-    failures = []
-    keras_accuracy = report["keras"].get("accuracy")
-    for variant, row in report["variants"].items():
-        if variant not in QUANTISED:
-            continue
-        if keras_accuracy is not None:
-            drop = keras_accuracy["mean_iou"] - row["accuracy"]["mean_iou"]
-            measure = "mean IoU against ground truth"
-        else:
-            drop = 1.0 - row["agreement_with_keras"]["mean_iou"]
-            measure = "mean IoU against the Keras float masks"
-        row["mean_iou_drop"] = drop
-        if drop > max_iou_drop:
-            failures.append(
-                f"{report['model']}: {variant} {measure} is {drop:.4f} below float "
-                f"(allowed {max_iou_drop}); try --float-layers with the worst layers in the report"
-            )
-    return failures
+    write_report(report, metadata, metadata_path_for(model_path).with_suffix(".export"))
+    if job.had_metadata:
+        write_model_card(model_path.parent, metadata, report, job.options.command)
 
 
 def parse_args(argv: list[str] | None) -> tuple[list[Path], ExportOptions]:
-    from export.convert import DEFAULT_VARIANTS, VARIANTS
-
     parser = argparse.ArgumentParser(prog="python export/to_tflite.py",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, action="append",

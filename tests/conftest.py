@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from unet.metadata import ModelMetadata
+from unet.runtime.metadata import ModelMetadata
 
 
 @pytest.fixture
@@ -30,12 +30,13 @@ def trained_and_exported(tmp_path_factory):
     """
     pytest.importorskip("tensorflow")
     from export.to_tflite import ExportOptions, export_model
-    from unet.train import TrainConfig, train
+    from unet.data.synthetic import SyntheticSpec
+    from unet.training.trainer import TrainConfig, train
 
     root = tmp_path_factory.mktemp("assets")
     out = root / "discs"
     train(TrainConfig(
-        out=out, synthetic=True, synthetic_count=120, synthetic_dark_fraction=0.0, input_size=64,
+        out=out, synthetic=SyntheticSpec(count=120, size=(64, 64), dark_fraction=0.0), input_size=64,
         depth=3, base_filters=16, batch_size=16, samples_per_epoch=160, learning_rate=3e-3,
         epochs=6, patience=6, name="discs", verbose=0,
     ))
@@ -48,12 +49,40 @@ def trained_and_exported(tmp_path_factory):
 
 
 @pytest.fixture
-def app_module(trained_and_exported, monkeypatch):
-    """The app with its model catalog pointed at the session's trained and exported model."""
+def app_handlers(trained_and_exported, tmp_path):
+    """The app's handlers on the session's trained and exported model."""
     pytest.importorskip("gradio")
-    import app
-    from unet.compare import ModelCatalog
+    from app import Handlers
+    from unet.runtime.compare import ModelCatalog
 
     folder, _, _ = trained_and_exported
-    monkeypatch.setattr(app, "catalog", ModelCatalog(folder.parent))
-    return app
+    return Handlers(ModelCatalog(folder.parent), downloads=tmp_path / "downloads")
+
+
+@pytest.fixture
+def shipped_handlers(tmp_path):
+    """The app's handlers on the shipped models (nothing is trained)."""
+    pytest.importorskip("gradio")
+    from app import ASSETS, Handlers
+    from unet.runtime.compare import ModelCatalog
+
+    return Handlers(ModelCatalog(ASSETS), downloads=tmp_path / "downloads")
+
+
+def pytest_collection_modifyitems(items):
+    """A test that needs the trained model is slow, whether or not it says so."""
+    for item in items:
+        if "trained_and_exported" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def no_training_outside_the_slow_tier(request, monkeypatch):
+    """`pytest -m "not slow"` trains nothing: a fast test that reaches training fails."""
+    if request.node.get_closest_marker("slow") is None:
+        from unet.training import trainer
+
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"{request.node.name} trains a model; mark it slow")
+
+        monkeypatch.setattr(trainer, "fit", refuse)

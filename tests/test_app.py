@@ -19,24 +19,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def synthetic_png(path: Path, seed: int, size=(120, 90)) -> Path:
-    from unet.synthetic import make_sample
+    from unet.data.synthetic import SyntheticSpec, make_sample
 
-    sample = make_sample(np.random.default_rng(seed), size=size, shapes=("disc",), dark_fraction=0.0)
+    sample = make_sample(np.random.default_rng(seed), SyntheticSpec(size=size, dark_fraction=0.0))
     Image.fromarray(sample.image).save(path)
     return path
 
 
 @pytest.mark.slow
-def test_segment_handler_compares_keras_with_int8(app_module, tmp_path):
+def test_segment_handler_compares_keras_with_int8(app_handlers, tmp_path):
     image = synthetic_png(tmp_path / "a.png", 1)
-    outputs = app_module.segment(str(image), timed_runs=3)
-    overlay_a, overlay_b, slider, disagreement, table, notes, downloads, summary = outputs
+    view = app_handlers.segment(str(image), timed_runs=3)
+    overlay_a, overlay_b, slider, disagreement = view.overlay_a, view.overlay_b, view.slider, view.disagreement
+    notes, downloads, summary = view.notes, view.masks, view.summary
     assert np.asarray(Image.open(overlay_a)).shape == np.asarray(Image.open(overlay_b)).shape == (120, 90, 3)
     assert slider == (overlay_a, overlay_b)
     assert [b["name"] for b in summary["backends"]] == ["Keras float32", "LiteRT int8"]
     for backend in summary["backends"]:
-        assert 0 < backend["p50_ms"] <= backend["p95_ms"] and backend["runs"] == 3
-        assert backend["warmup_ms"] > 0
+        assert backend["p50_ms"] > 0 and backend["runs"] == 3 and backend["warmup_ms"] > 0
     assert 0.9 <= summary["agreement"]["pixel_agreement"] <= 1.0
     assert summary["image_size"] == [90, 120]
     assert Image.open(disagreement).size == (90, 120)
@@ -47,49 +47,52 @@ def test_segment_handler_compares_keras_with_int8(app_module, tmp_path):
 
 
 @pytest.mark.slow
-def test_segment_handler_decodes_awkward_uploads(app_module, tmp_path):
+def test_segment_handler_decodes_awkward_uploads(app_handlers, tmp_path):
     rgba = Image.new("RGBA", (50, 40), (200, 10, 10, 0))
     rgba.save(tmp_path / "rgba.png")
     sixteen = (np.arange(40 * 50).reshape(40, 50) * 30).astype(np.uint16)
     Image.fromarray(sixteen).save(tmp_path / "sixteen.png")
     Image.new("CMYK", (30, 20), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
     for name, size in (("rgba.png", [50, 40]), ("sixteen.png", [50, 40]), ("cmyk.jpg", [30, 20])):
-        summary = app_module.segment(str(tmp_path / name), timed_runs=1)[-1]
+        summary = app_handlers.segment(str(tmp_path / name), timed_runs=1).summary
         assert summary["image_size"] == size, name
 
 
-def test_segment_handler_gives_clear_errors(app_module, tmp_path):
+def test_segment_handler_gives_clear_errors(shipped_handlers, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with pytest.raises(gr.Error, match="Cannot read this file"):
-        app_module.segment(str(tmp_path / "broken.png"))
+        shipped_handlers.segment(str(tmp_path / "broken.png"))
     with pytest.raises(gr.Error, match="No image"):
-        app_module.segment(None)
-    with pytest.raises(gr.Error, match="Unknown model"):
-        app_module.segment(str(tmp_path / "broken.png"), model_name="nope")
+        shipped_handlers.segment(None)
+    with pytest.raises(gr.Error, match="Unknown model 'nope'; choose one of brain-tissue, nuclei, shapes"):
+        shipped_handlers.segment(str(tmp_path / "broken.png"), model_name="nope")
 
 
-def test_request_folders_older_than_their_lifetime_are_removed(tmp_path, monkeypatch):
+def test_request_folders_older_than_their_lifetime_are_removed(tmp_path):
     import app
+    from unet.runtime.compare import ModelCatalog
 
-    monkeypatch.setattr(app, "DOWNLOADS", tmp_path)
-    monkeypatch.setattr(app, "last_pruned", 0.0)
+    handlers = app.Handlers(ModelCatalog(tmp_path / "no-models"), downloads=tmp_path)
     expired, recent = tmp_path / "expired", tmp_path / "recent"
     for folder in (expired, recent):
         folder.mkdir()
         (folder / "mask.png").write_bytes(b"png")
     long_ago = time.time() - app.DOWNLOAD_LIFETIME_S - 5
     os.utime(expired, (long_ago, long_ago))
-    first = app.request_folder()
+    first = handlers.request_folder()
     assert not expired.exists() and recent.exists() and first.is_dir() and first.parent == tmp_path
     # Within a minute of a pruning pass, the next request does not walk the folder again.
     os.utime(recent, (long_ago, long_ago))
-    app.request_folder()
+    handlers.request_folder()
     assert recent.exists()
 
 
-def test_large_uploads_are_downscaled_with_a_note(app_module, tmp_path, monkeypatch):
-    monkeypatch.setattr(app_module, "MAX_PIXELS", 10_000)
-    image, notes = app_module.load_upload(str(synthetic_png(tmp_path / "big.png", 2, (400, 300))))
+def test_large_uploads_are_downscaled_with_a_note(tmp_path):
+    import app
+    from unet.runtime.compare import ModelCatalog
+
+    handlers = app.Handlers(ModelCatalog(tmp_path / "no-models"), downloads=tmp_path, max_pixels=10_000)
+    image, notes = handlers.load_upload(str(synthetic_png(tmp_path / "big.png", 2, (400, 300))))
     assert image.shape[0] * image.shape[1] <= 10_000
     assert "downscaled" in notes[0] and "300x400" in notes[0]
 

@@ -16,16 +16,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_app_handler_segments_awkward_uploads_and_refuses_broken_ones(app_module, tmp_path):
+def test_app_handler_segments_awkward_uploads_and_refuses_broken_ones(app_handlers, tmp_path):
     paths = write_corpus(tmp_path, AWKWARD_INPUTS + BAD_INPUTS)
     for case in AWKWARD_INPUTS:
-        overlay, _, _, disagreement, *_, summary = app_module.segment(str(paths[case.name]), timed_runs=1)
+        view = app_handlers.segment(str(paths[case.name]), timed_runs=1)
+        overlay, disagreement, summary = view.overlay_a, view.disagreement, view.summary
         height, width = case.expected_size
         assert summary["image_size"] == [width, height], case.name
         assert Image.open(overlay).size == Image.open(disagreement).size == (width, height), case.name
     for case in BAD_INPUTS:
         with pytest.raises(gr.Error, match=f"Cannot read this file: .*{case.error}"):
-            app_module.segment(str(paths[case.name]), timed_runs=1)
+            app_handlers.segment(str(paths[case.name]), timed_runs=1)
     print(f"app handler: {len(AWKWARD_INPUTS)} awkward uploads segmented, {len(BAD_INPUTS)} broken ones refused")
 
 
@@ -56,7 +57,7 @@ def test_edge_runner_segments_awkward_files_and_skips_broken_ones_by_name(traine
 HUGE_DECODE = """
 import re, sys
 from pathlib import Path
-from unet.imageio import read_image
+from unet.runtime.imageio import read_image
 image = read_image(sys.argv[1], max_pixels=4_000_000)
 peak_kb = int(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
 print(image.shape[0], image.shape[1], peak_kb // 1024)

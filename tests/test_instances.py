@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from unet.instance_metrics import dataset_instance_scores, instance_scores, iou_matrix
-from unet.instances import (
+from unet.runtime.instance_metrics import dataset_instance_scores, instance_scores, iou_matrix
+from unet.runtime.instances import (
     BACKGROUND,
     BOUNDARY,
     INTERIOR,
@@ -12,7 +12,7 @@ from unet.instances import (
     instance_targets,
     instances_from_probabilities,
 )
-from unet.metadata import InstanceParams
+from unet.runtime.metadata import InstanceParams
 
 
 def two_touching_squares() -> np.ndarray:

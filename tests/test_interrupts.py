@@ -62,7 +62,7 @@ def test_interrupted_run_keeps_the_previous_model_and_report(trained_and_exporte
     if kill == signal.SIGTERM:
         assert "terminated; nothing was replaced" in process.stderr.read()
         assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
-    from unet.runtime import Segmenter
+    from unet.runtime.segmenter import Segmenter
 
     image = np.zeros((48, 40), dtype=np.uint8)
     for model in ("discs.keras", "discs.int8.tflite"):

@@ -5,7 +5,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from unet.losses import (
+from unet.training.losses import (
     SegmentationMeanIoU,
     SegmentationPixelAccuracy,
     crossentropy_dice_loss,

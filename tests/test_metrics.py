@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from unet.metrics import confusion_matrix, mask_agreement, segmentation_scores
+from unet.runtime.evaluation import agreement
+from unet.runtime.metadata import ModelMetadata
+from unet.runtime.metrics import confusion_matrix, segmentation_scores
+from unet.runtime.preprocess import Segmentation
 
 TARGET = np.array([[0, 0, 1, 1],
                    [0, 0, 1, 1],
@@ -62,5 +65,7 @@ def test_labels_out_of_range_are_refused_with_the_range():
 
 
 def test_mask_agreement_between_backends():
-    agreement = mask_agreement(TARGET, PREDICTED, 3)
-    assert agreement["pixel_agreement"] == pytest.approx(14 / 16)
+    metadata = ModelMetadata(input_size=(4, 4), channels=1, class_names=["a", "b", "c"])
+    [first, second] = [Segmentation(np.empty(0), mask.astype(np.uint8)) for mask in (TARGET, PREDICTED)]
+    agreed = agreement(metadata, [first], [second])
+    assert agreed["pixel_agreement"] == pytest.approx(14 / 16)

@@ -5,8 +5,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from unet.losses import crossentropy_dice_loss, SegmentationMeanIoU  # noqa: I001
-from unet.models import build_unet, load_model, simple_unet
+from unet.training.losses import crossentropy_dice_loss, SegmentationMeanIoU  # noqa: I001
+from unet.training.models import build_unet, load_model, simple_unet
 
 
 def test_simple_unet_is_the_textbook_model_with_56689_parameters():

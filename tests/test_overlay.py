@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from unet.overlay import (
+from unet.runtime.overlay import (
     DISAGREEMENT_COLOUR,
     class_overlay,
     disagreement_overlay,

@@ -5,9 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from unet.metadata import ModelMetadata, Normalisation
-from unet.preprocess import normalise_intensities, postprocess, preprocess, to_channels
-from unet.tiling import tiled_probabilities, window_starts
+from unet.runtime.metadata import ModelMetadata, Normalisation
+from unet.runtime.preprocess import normalise_intensities, postprocess, preprocess, to_channels
+from unet.runtime.tiling import tiled_probabilities, window_starts
 
 
 def test_percentile_normalisation_maps_percentiles_to_unit_range():

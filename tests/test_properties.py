@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from unet.folder import DatasetError, load_folder
-from unet.instance_metrics import dataset_instance_scores
-from unet.instances import instances_from_probabilities
-from unet.metadata import InstanceParams, ModelMetadata
-from unet.metrics import segmentation_scores
-from unet.preprocess import postprocess, preprocess
+from unet.data.folder import DatasetError, load_folder
+from unet.runtime.instance_metrics import dataset_instance_scores
+from unet.runtime.instances import instances_from_probabilities
+from unet.runtime.metadata import InstanceParams, ModelMetadata
+from unet.runtime.metrics import segmentation_scores
+from unet.runtime.preprocess import postprocess, preprocess
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -45,7 +45,7 @@ def images(draw):
        normalisation=st.sampled_from(["percentile", "unit"]), data=st.data())
 def test_preprocess_then_postprocess_keeps_the_image_size_and_valid_labels(image, channels, classes, normalisation,
                                                                            data):
-    from unet.imageio import read_image
+    from unet.runtime.imageio import read_image
 
     image = read_image(image)  # the decoder's layout rules: (H, W) or (H, W, 3), known dtypes
     metadata = ModelMetadata(input_size=(16, 24), channels=channels,
@@ -138,7 +138,7 @@ def test_folder_loader_accepts_valid_pairs_and_names_every_bad_one(tmp_path_fact
 @SETTINGS
 @given(labels=label_images, offset=st.sampled_from([0, 1000, 2**16 - 7, 2**40]))
 def test_fast_label_counting_matches_numpy_unique(labels, offset):
-    from unet.instance_metrics import _ids_and_index
+    from unet.runtime.instance_metrics import _ids_and_index
 
     labels = labels + offset
     ids, index = _ids_and_index(labels)

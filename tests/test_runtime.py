@@ -1,15 +1,18 @@
 """The runtime layer's timing: what the app's latency table is made of."""
 
+import time
+
 import numpy as np
 import pytest
 
-from unet.runtime import Backend, Segmenter
+from unet.runtime.backends import Backend
+from unet.runtime.segmenter import Segmenter
+
+CALL_S = 0.002
 
 
 class CountingBackend(Backend):
-    """A stand-in model: returns the call number everywhere, so each output says which call made it."""
-
-    name = "counting"
+    """A stand-in model that takes CALL_S and returns its call number everywhere."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -17,6 +20,7 @@ class CountingBackend(Backend):
 
     def _run(self, tensor: np.ndarray) -> np.ndarray:
         self.calls += 1
+        time.sleep(CALL_S)
         return np.full((*tensor.shape[:3], 1), self.calls, dtype=np.float32)
 
 
@@ -28,8 +32,8 @@ def test_timed_run_keeps_the_warm_up_output_and_times_only_the_runs_after_it(bin
     timing = segmenter.timed_run(tensor, runs=3)
     assert backend.calls - calls_to_check_fit == 4
     assert (timing.output == calls_to_check_fit + 1).all()
-    assert len(timing.latencies_ms) == 3 and all(value >= 0 for value in timing.latencies_ms)
-    assert timing.warmup_ms >= 0
+    assert len(timing.latencies_ms) == 3 and min(timing.latencies_ms) >= 1000 * CALL_S
+    assert timing.warmup_ms >= 1000 * CALL_S
 
 
 def test_timed_run_needs_at_least_one_run(binary_metadata):
@@ -48,10 +52,10 @@ class RecordingBackend:
 
 
 def test_interleaved_latency_changes_the_order_every_round_and_times_every_run():
-    from export.to_tflite import interleaved_latency
+    from unet.runtime.timing import interleaved_latency
 
     log: list[str] = []
-    backends = {name: RecordingBackend(name, log) for name in "abcd"}
+    backends = {name: RecordingBackend(name, log).run for name in "abcd"}
     latency = interleaved_latency(backends, np.zeros((1, 2, 2, 1), dtype=np.float32), runs=12, settle_s=0.001)
     assert {name: row["runs"] for name, row in latency.items()} == dict.fromkeys("abcd", 12)
     rounds = [tuple(log[start:start + 4]) for start in range(4, len(log), 4)]

@@ -40,7 +40,7 @@ def test_assets_stay_under_25_megabytes():
 
 @pytest.mark.parametrize("name", MODELS)
 def test_int8_is_full_integer_small_and_within_the_accuracy_budget(name):
-    from unet.runtime import LiteRTBackend
+    from unet.runtime.backends import LiteRTBackend
 
     backend = LiteRTBackend(ASSETS / name / f"{name}.int8.tflite")
     assert backend.input_quantisation.dtype == "int8" and backend.output_quantisation.dtype == "int8"
@@ -57,7 +57,7 @@ def test_int8_is_full_integer_small_and_within_the_accuracy_budget(name):
 
 def test_shipped_instance_model_counts_agree_between_keras_and_the_edge_runner(tmp_path):
     pytest.importorskip("tensorflow")
-    from unet.runtime import Segmenter
+    from unet.runtime.segmenter import Segmenter
 
     examples = sorted((ASSETS / "examples").glob("nuclei-*.png"))
     assert examples
@@ -76,3 +76,23 @@ def test_shipped_instance_model_counts_agree_between_keras_and_the_edge_runner(t
         assert segmentation.instance_count == edge_counts[example.name]
         edge_labels = np.asarray(Image.open(tmp_path / f"{example.stem}_instances.png"))
         assert edge_labels.dtype == np.uint16 and edge_labels.shape == segmentation.instance_labels.shape
+
+
+def test_shipped_json_holds_no_absolute_paths():
+    import json
+
+    def strings(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                yield from strings(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from strings(item)
+        elif isinstance(value, str):
+            yield value
+
+    files = sorted(ASSETS.glob("*/*.json"))
+    assert len(files) >= 9
+    for path in files:
+        absolute = [text for text in strings(json.loads(path.read_text())) if text.startswith("/")]
+        assert absolute == [], f"{path.name}: {absolute}"

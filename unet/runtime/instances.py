@@ -14,7 +14,7 @@ from skimage.measure import label
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
-from unet.metadata import InstanceParams
+from unet.runtime.metadata import InstanceParams
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 

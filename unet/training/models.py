@@ -109,6 +109,6 @@ def _check_unet_arguments(input_shape, num_classes, depth, base_filters, dropout
 
 def load_model(path: str, compile: bool = False) -> keras.Model:
     """Load a `.keras` model with safe_mode on; the project's losses and metrics are registered."""
-    import unet.losses  # noqa: F401  (registers the custom objects)
+    import unet.training.losses  # noqa: F401  (registers the custom objects)
 
     return keras.saving.load_model(path, compile=compile, safe_mode=True)

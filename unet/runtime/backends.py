@@ -1,40 +1,33 @@
-"""One runtime layer for every backend: image -> preprocess -> backend -> postprocess.
+"""Backends: each runs a model on one preprocessed tensor, nothing else.
 
-A backend only knows how to run a float32 tensor (1, h, w, C) and return probabilities
+A backend takes a float32 tensor (1, h, w, C) in [0, 1] and returns float32 probabilities
 (1, h, w, K). Quantised LiteRT models quantise their input and dequantise their output with
 the scale and zero-point stored in the model itself. Importing this module does not import
-TensorFlow; the Keras backend imports it when it is built.
+TensorFlow; the Keras backend imports it when one is built.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from unet.imageio import ImageSource, read_image
-from unet.metadata import ModelMetadata, load_metadata
-from unet.preprocess import (
-    Segmentation,
-    postprocess,
-    preprocess,
-    segment_probabilities,
-)
+from unet.runtime.errors import UserError
+from unet.runtime.variants import KERAS, BackendKind, litert, variant_of
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError):
     """A model file is missing, corrupt, or does not fit its metadata."""
 
 
 class Backend:
-    """Runs a model on one preprocessed tensor. Subclasses set `name` and implement `_run`."""
+    """Runs a model on one preprocessed tensor. Subclasses set `kind` and implement `_run`."""
 
-    name = "backend"
+    kind: BackendKind
     path: Path
 
     def __init__(self) -> None:
@@ -50,6 +43,10 @@ class Backend:
         raise NotImplementedError
 
     @property
+    def name(self) -> str:
+        return self.kind.id
+
+    @property
     def file_size(self) -> int:
         return self.path.stat().st_size
 
@@ -57,13 +54,13 @@ class Backend:
 class KerasBackend(Backend):
     """A `.keras` model called through a compiled tf.function (not model.predict)."""
 
-    name = "keras-float32"
+    kind = KERAS
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         import tensorflow as tf
 
-        from unet.models import load_model
+        from unet.training.models import load_model
 
         self.path = Path(path)
         self.model = load_model_checked(self.path, load_model)
@@ -160,7 +157,7 @@ class LiteRTBackend(Backend):
         self.output_shape = tuple(int(v) for v in output_details[0]["shape"])
         self.input_quantisation = _quantisation_of(input_details[0])
         self.output_quantisation = _quantisation_of(output_details[0])
-        self.name = "litert-" + variant_of(self.path)
+        self.kind = litert(variant_of(self.path), 1 if self.num_threads == 1 else None)
 
     def _run(self, tensor: np.ndarray) -> np.ndarray:
         if tuple(tensor.shape) != self.input_shape:
@@ -175,16 +172,6 @@ class LiteRTBackend(Backend):
         return output.astype(np.float32, copy=False)
 
 
-def variant_of(path: Path) -> str:
-    """`X.int8.tflite` -> "int8"; a plain `X.tflite` -> "float32" unless told otherwise."""
-    from unet.metadata import VARIANT_NAMES
-
-    parts = path.name.split(".")
-    if len(parts) >= 3 and parts[-2] in VARIANT_NAMES:
-        return parts[-2]
-    return "tflite"
-
-
 def open_backend(path: str | Path, num_threads: int | None = None) -> Backend:
     """A backend for a `.keras` or `.tflite` file."""
     path = Path(path)
@@ -194,107 +181,4 @@ def open_backend(path: str | Path, num_threads: int | None = None) -> Backend:
         return LiteRTBackend(path, num_threads)
     raise ModelLoadError(f"{path}: expected a .keras or .tflite model file")
 
-
-@dataclass
-class ModelTiming:
-    """Model calls on one tensor: the warm-up call's output and time, then the timed calls."""
-
-    output: np.ndarray
-    warmup_ms: float
-    latencies_ms: list[float]
-
-
-@dataclass
-class SegmentResult:
-    segmentation: Segmentation
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-class Segmenter:
-    """A backend plus its metadata: segments images of any size the same way for every backend."""
-
-    def __init__(self, backend: Backend, metadata: ModelMetadata) -> None:
-        self.backend = backend
-        self.metadata = metadata
-        self._check_fit()
-
-    @classmethod
-    def from_path(cls, path: str | Path, num_threads: int | None = None) -> Segmenter:
-        return cls(open_backend(path, num_threads), load_metadata(path))
-
-    def _check_fit(self) -> None:
-        height, width = self.metadata.input_size
-        probe = np.zeros((1, height, width, self.metadata.channels), dtype=np.float32)
-        try:
-            output = self.backend.run(probe)
-        except Exception as error:
-            raise ModelLoadError(
-                f"{self.backend.path} does not accept the input its metadata describes "
-                f"(1, {height}, {width}, {self.metadata.channels}): {error}"
-            ) from error
-        expected = (1, height, width, self.metadata.output_channels)
-        if output.shape != expected:
-            raise ModelLoadError(
-                f"{self.backend.path} outputs shape {output.shape} but its metadata describes "
-                f"{expected} ({self.metadata.num_classes} classes)"
-            )
-
-    def run_tensor(self, tensor: np.ndarray) -> np.ndarray:
-        return self.backend.run(tensor)
-
-    def segment(
-        self, image: ImageSource, threshold: float | None = None, tile: bool = False
-    ) -> SegmentResult:
-        """Segment one image; `tile` runs overlapping model-sized windows at full resolution."""
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        pixels = image if isinstance(image, np.ndarray) else read_image(image)
-        timings["decode"] = _elapsed_ms(start)
-        if tile:
-            from unet.tiling import tiled_probabilities
-
-            start = time.perf_counter()
-            probabilities, model_ms = tiled_probabilities(pixels, self.metadata, self.run_tensor)
-            timings["model"] = model_ms
-            timings["preprocess"] = _elapsed_ms(start) - model_ms
-            start = time.perf_counter()
-            segmentation = segment_probabilities(probabilities, self.metadata, threshold)
-        else:
-            start = time.perf_counter()
-            tensor, info = preprocess(pixels, self.metadata)
-            timings["preprocess"] = _elapsed_ms(start)
-            start = time.perf_counter()
-            output = self.run_tensor(tensor)
-            timings["model"] = _elapsed_ms(start)
-            start = time.perf_counter()
-            segmentation = postprocess(output, info, self.metadata, threshold)
-        timings["postprocess"] = _elapsed_ms(start)
-        return SegmentResult(segmentation, timings)
-
-    def timed_run(self, tensor: np.ndarray, runs: int) -> ModelTiming:
-        """One warm-up call, whose output is kept, then `runs` timed calls on the same tensor."""
-        if runs < 1:
-            raise ValueError(f"runs must be at least 1, got {runs}")
-        start = time.perf_counter()
-        output = self.run_tensor(tensor)
-        warmup_ms = _elapsed_ms(start)
-        latencies = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            self.run_tensor(tensor)
-            latencies.append(_elapsed_ms(start))
-        return ModelTiming(output, warmup_ms, latencies)
-
-
-def _elapsed_ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
-
-
-def percentiles_ms(latencies: list[float]) -> dict[str, float]:
-    values = np.asarray(latencies, dtype=np.float64)
-    return {
-        "p50_ms": float(np.percentile(values, 50)),
-        "p95_ms": float(np.percentile(values, 95)),
-        "runs": len(latencies),
-    }
 

@@ -7,6 +7,7 @@ neighbours, which is where plain connected components fail and watershed must se
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
+
+from unet.runtime.errors import UserError
 
 SHAPE_CLASSES = ("disc", "square", "triangle")
 
@@ -27,43 +30,66 @@ class SyntheticSample:
     instance_labels: np.ndarray
 
 
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """A reproducible synthetic dataset; training records it in the metadata to regenerate splits.
+
+    `objects` (min, max) shapes per image, of `radius` (min, max) as a fraction of the shorter
+    side. `dark_fraction` of the images have objects darker than their background (like
+    stained tissue); the rest have brighter ones (like fluorescence). A new object touches
+    one already placed with chance `touching`, at a distance of (1 - `overlap`) to 1 times the
+    sum of the two radii; no two objects come closer than that, so none is hidden.
+    """
+
+    count: int = 240
+    seed: int = 0
+    size: tuple[int, int] = (128, 128)
+    channels: int = 1
+    shapes: tuple[str, ...] = ("disc",)
+    objects: tuple[int, int] = (3, 9)
+    radius: tuple[float, float] = (0.06, 0.14)
+    touching: float = 0.5
+    dark_fraction: float = 0.2
+    overlap: float = 0.2
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.shapes) - set(SHAPE_CLASSES))
+        if unknown:
+            raise UserError(f"unknown shape classes {unknown}; choose from {SHAPE_CLASSES}")
+        if self.channels not in (1, 3):
+            raise UserError(f"channels must be 1 or 3, got {self.channels}")
+        for name in ("size", "shapes", "objects", "radius"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def to_dict(self) -> dict:
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SyntheticSpec:
+        return cls(**data)
+
+
 PLACEMENT_TRIES = 50
 
 
-def make_sample(
-    rng: np.random.Generator,
-    size: tuple[int, int] = (128, 128),
-    channels: int = 1,
-    shapes: tuple[str, ...] = SHAPE_CLASSES,
-    objects: tuple[int, int] = (3, 9),
-    radius: tuple[float, float] = (0.06, 0.14),
-    touching: float = 0.5,
-    dark_fraction: float = 0.2,
-    overlap: float = 0.2,
-) -> SyntheticSample:
-    """One image with `objects` (min, max) shapes of radius (fraction of the shorter side).
+def make_sample(rng: np.random.Generator, spec: SyntheticSpec | None = None) -> SyntheticSample:
+    """One image drawn with `rng` as `spec` describes (its count and seed are not used here).
 
-    `dark_fraction` of the images have objects darker than their background (like stained
-    tissue); the rest have brighter ones (like fluorescence). A touching object sits at a
-    distance of (1 - `overlap`) to 1 times the sum of the two radii from its neighbour; no two
-    objects come closer than that, so an object is never hidden behind others. An object that
-    finds no such place in PLACEMENT_TRIES attempts is left out.
+    An object that finds no place in PLACEMENT_TRIES attempts is left out.
     """
-    unknown = sorted(set(shapes) - set(SHAPE_CLASSES))
-    if unknown:
-        raise ValueError(f"unknown shape classes {unknown}; choose from {SHAPE_CLASSES}")
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    spec = spec or SyntheticSpec()
+    size, shapes, overlap, radius = spec.size, spec.shapes, spec.overlap, spec.radius
     height, width = size
     class_mask = np.zeros(size, dtype=np.uint8)
     instance_labels = np.zeros(size, dtype=np.uint16)
     placed: list[tuple[float, float, float]] = []
-    count = int(rng.integers(objects[0], objects[1] + 1))
+    count = int(rng.integers(spec.objects[0], spec.objects[1] + 1))
     short_side = min(height, width)
     for instance_id in range(1, count + 1):
         shape_index = int(rng.integers(len(shapes)))
         object_radius = float(rng.uniform(*radius)) * short_side
-        wants_contact = bool(placed) and rng.random() < touching
+        wants_contact = bool(placed) and rng.random() < spec.touching
         for _ in range(PLACEMENT_TRIES):
             if wants_contact:
                 # Touch (or slightly overlap) an object already placed.
@@ -88,7 +114,7 @@ def make_sample(
         class_mask[object_mask] = shape_index + 1
         instance_labels[object_mask] = instance_id
     instance_labels = _relabel_sequential(instance_labels)
-    image = _render(rng, instance_labels, channels, dark_fraction)
+    image = _render(rng, instance_labels, spec.channels, spec.dark_fraction)
     return SyntheticSample(image, class_mask, instance_labels)
 
 
@@ -165,22 +191,20 @@ def _render(
     return pixels[..., 0] if channels == 1 else pixels
 
 
-def make_dataset(count: int, seed: int = 0, **kwargs) -> list[SyntheticSample]:
-    """`count` samples; sample i depends only on (seed, i), so subsets are reproducible."""
-    return [make_sample(np.random.default_rng([seed, index]), **kwargs) for index in range(count)]
+def make_dataset(spec: SyntheticSpec) -> list[SyntheticSample]:
+    """`spec.count` samples; sample i depends only on (seed, i), so subsets are reproducible."""
+    return [make_sample(np.random.default_rng([spec.seed, index]), spec) for index in range(spec.count)]
 
 
-def write_folder(
-    dest: str | Path, count: int, seed: int = 0, labels: str = "class", **kwargs
-) -> Path:
+def write_folder(dest: str | Path, spec: SyntheticSpec, labels: str = "class") -> Path:
     """Write a folder dataset (images/, masks/) of PNGs; labels "class" or "instance" ids."""
     if labels not in ("class", "instance"):
         raise ValueError(f"labels must be 'class' or 'instance', got {labels!r}")
     dest = Path(dest)
     (dest / "images").mkdir(parents=True, exist_ok=True)
     (dest / "masks").mkdir(parents=True, exist_ok=True)
-    for index, sample in enumerate(make_dataset(count, seed, **kwargs)):
-        stem = f"shapes_{seed}_{index:04d}"
+    for index, sample in enumerate(make_dataset(spec)):
+        stem = f"shapes_{spec.seed}_{index:04d}"
         Image.fromarray(sample.image).save(dest / "images" / f"{stem}.png")
         mask = sample.class_mask if labels == "class" else sample.instance_labels
         Image.fromarray(mask).save(dest / "masks" / f"{stem}.png")

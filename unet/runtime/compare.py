@@ -16,15 +16,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from unet.evaluate import compare_segmentations
-from unet.metadata import ModelMetadata, load_metadata, model_metadata_files
-from unet.overlay import disagreement_overlay, segmentation_overlay
-from unet.preprocess import Segmentation, postprocess, preprocess
-from unet.runtime import LiteRTBackend, Segmenter, percentiles_ms
+from unet.runtime.backends import LiteRTBackend
+from unet.runtime.errors import UserError
+from unet.runtime.evaluation import agreement
+from unet.runtime.metadata import ModelMetadata, load_metadata, model_metadata_files
+from unet.runtime.overlay import disagreement_overlay, segmentation_overlay
+from unet.runtime.preprocess import Segmentation, postprocess, preprocess
+from unet.runtime.segmenter import Segmenter
+from unet.runtime.timing import percentiles_ms
+from unet.runtime.variants import DEFAULT_VARIANTS, KERAS, BackendKind, litert, variant_path
 
-KERAS = "Keras float32"
-LITERT_VARIANTS = {"LiteRT float32": "float32", "LiteRT float16": "float16", "LiteRT int8": "int8"}
-BACKEND_ORDER = (KERAS, *LITERT_VARIANTS)
+# The backends the app offers, in the order it lists them.
+BACKEND_ORDER = (KERAS, *(litert(variant) for variant in DEFAULT_VARIANTS))
 
 
 def tensorflow_available() -> bool:
@@ -36,18 +39,26 @@ class ShippedModel:
     name: str
     metadata: ModelMetadata
     files: dict[str, Path]
+    kinds: dict[str, BackendKind]
 
     @property
     def backends(self) -> list[str]:
-        return [b for b in BACKEND_ORDER if b in self.files]
+        """Display labels of the backends this model has files for, in BACKEND_ORDER."""
+        return list(self.files)
+
+    def default_pair(self) -> tuple[str, str]:
+        """Keras float32 (or the first backend) against LiteRT int8 (or the last)."""
+        labels = self.backends
+        int8 = litert("int8").label
+        return (KERAS.label if KERAS.label in labels else labels[0],
+                int8 if int8 in labels else labels[-1])
 
     @property
     def summary(self) -> str:
         metadata = self.metadata
-        task = "instance" if metadata.mode == "instance" else "semantic"
         classes = ", ".join(metadata.class_names[1:]) if metadata.mode == "semantic" else "objects"
         height, width = metadata.input_size
-        return (f"{self.name}: {task} segmentation of {classes}, {height}x{width}x"
+        return (f"{self.name}: {metadata.mode} segmentation of {classes}, {height}x{width}x"
                 f"{metadata.channels} input. {metadata.description}")
 
 
@@ -63,30 +74,35 @@ class ModelCatalog:
         keras_ok = tensorflow_available()
         for metadata_path in model_metadata_files(self.root):
             metadata = load_metadata(metadata_path)
-            stem = metadata_path.stem
-            files = {}
-            keras_file = metadata_path.with_name(f"{stem}.keras")
-            if keras_ok and keras_file.is_file():
-                files[KERAS] = keras_file
-            for label, variant in LITERT_VARIANTS.items():
-                tflite = metadata_path.with_name(f"{stem}.{variant}.tflite")
-                if tflite.is_file():
-                    files[label] = tflite
+            files, kinds = {}, {}
+            for kind in BACKEND_ORDER:
+                if kind == KERAS:
+                    path = metadata_path.with_suffix(".keras")
+                    if not keras_ok:
+                        continue
+                else:
+                    path = variant_path(metadata_path, kind.variant)
+                if path.is_file():
+                    files[kind.label], kinds[kind.label] = path, kind
             if files:
-                self.models[metadata.name or stem] = ShippedModel(metadata.name or stem, metadata, files)
+                name = metadata.name or metadata_path.stem
+                self.models[name] = ShippedModel(name, metadata, files, kinds)
+
+    def model(self, name: str) -> ShippedModel:
+        if name not in self.models:
+            raise UserError(f"unknown model {name!r}; choose one of {', '.join(self.models)}")
+        return self.models[name]
 
     def segmenter(self, model_name: str, backend: str) -> Segmenter:
-        if model_name not in self.models:
-            raise ValueError(f"unknown model {model_name!r}; available: {', '.join(self.models)}")
-        model = self.models[model_name]
+        model = self.model(model_name)
         if backend not in model.files:
-            raise ValueError(f"backend {backend!r} is not available for {model_name}; "
-                             f"choose from {', '.join(model.backends)}")
+            raise UserError(f"backend {backend!r} is not available for {model_name}; "
+                            f"choose from {', '.join(model.backends)}")
         key = (model_name, backend)
         with self._lock:
             if key not in self._segmenters:
                 path = model.files[backend]
-                if backend == KERAS:
+                if model.kinds[backend] == KERAS:
                     self._segmenters[key] = Segmenter.from_path(path)
                 else:
                     self._segmenters[key] = Segmenter(LiteRTBackend(path, self.num_threads), model.metadata)
@@ -138,10 +154,7 @@ def compare(
     timed_runs: int = 10,
 ) -> Comparison:
     """Segment `image` with two backends of one model and measure both on equal terms."""
-    model = catalog.models.get(model_name)
-    if model is None:
-        raise ValueError(f"unknown model {model_name!r}; available: {', '.join(catalog.models)}")
-    metadata = model.metadata
+    metadata = catalog.model(model_name).metadata
     timed_runs = max(1, int(timed_runs))
     tensor, info = preprocess(image, metadata)
     results = []
@@ -154,7 +167,7 @@ def compare(
         latency = {**percentiles_ms(timing.latencies_ms), "warmup_ms": timing.warmup_ms}
         results.append(BackendResult(backend, segmentation, overlay, latency, segmenter.backend.file_size))
     first, second = results
-    agreement = compare_segmentations(metadata, [first.segmentation], [second.segmentation])
+    agreed = agreement(metadata, [first.segmentation], [second.segmentation])
     disagreement = disagreement_overlay(image, first.segmentation.class_mask, second.segmentation.class_mask)
     summary = {
         "model": model_name,
@@ -169,6 +182,6 @@ def compare(
                 if r.segmentation.instance_labels is not None else {})}
             for r in results
         ],
-        "agreement": agreement,
+        "agreement": agreed,
     }
-    return Comparison(results, disagreement, agreement, summary)
+    return Comparison(results, disagreement, agreed, summary)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from unet.imageio import IMAGE_SUFFIXES, ImageReadError, read_image, read_mask
+from unet.runtime.errors import UserError
+from unet.runtime.imageio import IMAGE_SUFFIXES, ImageReadError, image_files, read_image, read_mask
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """The dataset folder is not usable; the message lists every offending file."""
 
 
@@ -40,11 +41,10 @@ class Sample:
 def _files_by_stem(folder: Path) -> tuple[dict[str, Path], list[str]]:
     by_stem: dict[str, Path] = {}
     duplicates = []
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
-            if path.stem in by_stem:
-                duplicates.append(f"{by_stem[path.stem].name} and {path.name}")
-            by_stem[path.stem] = path
+    for path in image_files(folder):
+        if path.stem in by_stem:
+            duplicates.append(f"{by_stem[path.stem].name} and {path.name}")
+        by_stem[path.stem] = path
     return by_stem, duplicates
 
 
@@ -68,8 +68,8 @@ def load_dsb2018(root: str | Path, stems: list[str] | None = None) -> list[Sampl
     if stems is not None:
         folders = [f for f in folders if f.name in set(stems)]
     for folder in folders:
-        images = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        masks = sorted(p for p in (folder / "masks").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = image_files(folder / "images")
+        masks = image_files(folder / "masks")
         if len(images) != 1 or not masks:
             problems.append(f"{folder.name}: expected one image and at least one mask, found "
                             f"{len(images)} image(s) and {len(masks)} mask(s)")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from unet.imageio import resize_array
-from unet.metadata import ModelMetadata, Normalisation
+from unet.runtime.imageio import resize_array
+from unet.runtime.metadata import ModelMetadata, Normalisation
 
 # Percentiles are estimated on at most this many samples: exact enough, and bounded in time
 # for a 100-megapixel upload.
@@ -135,7 +135,7 @@ def segment_probabilities(
         class_mask = np.argmax(probabilities, axis=-1).astype(np.uint8)
     instance_labels = None
     if metadata.mode == "instance":
-        from unet.instances import instances_from_probabilities
+        from unet.runtime.instances import instances_from_probabilities
 
         instance_labels = instances_from_probabilities(probabilities, metadata.instance)
     return Segmentation(probabilities, class_mask, instance_labels)

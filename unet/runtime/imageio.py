@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from unet.runtime.errors import UserError
+
 ImageSource = str | Path | bytes | np.ndarray | Image.Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
@@ -21,8 +23,18 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 MAX_DECODE_PIXELS = 150_000_000
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
     """A file is not an image this project can read; the message names the file."""
+
+
+def is_image_file(path: Path) -> bool:
+    """A visible file whose suffix is one this project decodes."""
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files directly in `folder`, sorted by name."""
+    return sorted(path for path in Path(folder).iterdir() if is_image_file(path))
 
 
 def describe(source: ImageSource) -> str:

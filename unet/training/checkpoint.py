@@ -7,7 +7,7 @@ from pathlib import Path
 
 import keras
 
-from unet.atomic import atomic_path
+from unet.runtime.atomic import atomic_path
 
 
 class AtomicBestCheckpoint(keras.callbacks.Callback):

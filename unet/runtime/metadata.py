@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unet.atomic import atomic_write_text
+from unet.runtime.atomic import atomic_write_text
+from unet.runtime.errors import UserError
+from unet.runtime.variants import model_stem
 
 SCHEMA_VERSION = 1
 MODES = ("semantic", "instance")
@@ -33,7 +35,7 @@ DEFAULT_COLOURS = [
 ]
 
 
-class MetadataError(ValueError):
+class MetadataError(UserError):
     """A metadata file is missing, unreadable or inconsistent."""
 
 
@@ -164,27 +166,7 @@ def default_colours(count: int) -> list[tuple[int, int, int]]:
 def metadata_path_for(model_path: str | Path) -> Path:
     """The sidecar JSON of a model: `X.keras`, `X.<variant>.tflite` and `X.tflite` -> `X.json`."""
     path = Path(model_path)
-    stem = path.name
-    if stem.endswith(".keras"):
-        stem = stem[: -len(".keras")]
-    elif stem.endswith(".tflite"):
-        stem = stem[: -len(".tflite")]
-        base, _, variant = stem.rpartition(".")
-        if base and variant in VARIANT_NAMES:
-            stem = base
-    return path.with_name(stem + ".json")
-
-
-VARIANT_NAMES = ("float32", "float16", "dynamic", "int8", "uint8")
-
-
-def portable_path(path: str | Path) -> str:
-    """A path relative to the working directory when inside it, so metadata survives a clone."""
-    resolved = Path(path).resolve()
-    try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(resolved)
+    return path.with_name(model_stem(path) + ".json")
 
 
 def model_metadata_files(folder: str | Path) -> list[Path]:

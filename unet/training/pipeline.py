@@ -11,9 +11,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from unet.imageio import resize_array
-from unet.metadata import ModelMetadata
-from unet.preprocess import normalise_to_channels, preprocess
+from unet.runtime.imageio import resize_array
+from unet.runtime.metadata import ModelMetadata
+from unet.runtime.preprocess import normalise_to_channels, preprocess
 
 
 @dataclass

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from unet.metadata import ModelMetadata
-from unet.preprocess import normalise_to_channels
+from unet.runtime.metadata import ModelMetadata
+from unet.runtime.preprocess import normalise_to_channels
 
 
 def window_starts(length: int, window: int, overlap: float) -> list[int]:

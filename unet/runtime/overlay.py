@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
-from unet.atomic import atomic_path
-from unet.metadata import Normalisation
-from unet.preprocess import Segmentation, normalise_intensities, to_channels
+from unet.runtime.atomic import atomic_path
+from unet.runtime.metadata import Normalisation
+from unet.runtime.preprocess import Segmentation, normalise_intensities, to_channels
 
 DISAGREEMENT_COLOUR = (255, 0, 255)
 

@@ -84,9 +84,3 @@ def segmentation_scores(
 ) -> SegmentationScores:
     """Scores for one pair of class masks (any equal shapes)."""
     return scores_from_confusion(confusion_matrix(target, predicted, num_classes))
-
-
-def mask_agreement(first: np.ndarray, second: np.ndarray, num_classes: int) -> dict[str, float]:
-    """How two backends' class masks agree: pixel agreement and mean IoU of one against the other."""
-    scores = segmentation_scores(first, second, num_classes)
-    return {"pixel_agreement": scores.pixel_accuracy, "mean_iou": scores.mean_iou}

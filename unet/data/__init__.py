@@ -1,0 +1,1 @@
+"""Datasets, without TensorFlow: folder datasets, synthetic data, recipes from public packages, splits."""

@@ -1,0 +1,98 @@
+"""Labelled sets for a model: a folder dataset, or the split its training recorded.
+
+Instance models are scored against 3-class targets (background, interior, boundary) made
+from instance ids with the model's own boundary width, and against the ids themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unet.runtime.metadata import ModelMetadata
+
+
+@dataclass
+class LabelledSet:
+    """Raw images, their class targets and, for instance models, their instance ids."""
+
+    images: list[np.ndarray]
+    targets: list[np.ndarray]
+    instance_labels: list[np.ndarray] | None
+
+    def subset(self, indices: list[int]) -> LabelledSet:
+        return LabelledSet(
+            [self.images[i] for i in indices], [self.targets[i] for i in indices],
+            [self.instance_labels[i] for i in indices] if self.instance_labels is not None else None,
+        )
+
+
+def labelled_folder(metadata: ModelMetadata, data: Path, stems: list[str] | None = None) -> LabelledSet:
+    """A folder dataset as targets for this model (instance ids become 3-class targets)."""
+    from unet.data.folder import load_folder
+
+    instance_mode = metadata.mode == "instance"
+    samples = load_folder(data, None if instance_mode else metadata.num_classes, stems)
+    return labelled(metadata, [s.image for s in samples], [s.labels for s in samples])
+
+
+def recorded_split(
+    metadata: ModelMetadata, split: str, limit: int | None = None, fetch_missing: bool = True
+) -> LabelledSet | None:
+    """The train or validation split recorded in the metadata at training time, if reproducible.
+
+    Synthetic data is regenerated from its recorded spec; folder data is read again from the
+    recorded folder, or from ./data/NAME, or (with `fetch_missing`) rebuilt by its dataset
+    recipe. Returns None when none of these is available (e.g. a foreign model).
+    """
+    training = metadata.training
+    stems = training.get(f"{split}_stems")
+    if stems is None:
+        return None
+    stems = list(stems)[:limit] if limit else list(stems)
+    if "synthetic" in training:
+        from unet.data.synthetic import SyntheticSpec, make_dataset
+
+        samples = make_dataset(SyntheticSpec.from_dict(training["synthetic"]))
+        chosen = [samples[int(stem)] for stem in stems]
+        labels = [s.instance_labels if metadata.mode == "instance" else s.class_mask for s in chosen]
+        return labelled(metadata, [s.image for s in chosen], labels)
+    data = recorded_data_folder(training)
+    if data is None and fetch_missing:
+        data = fetch_recorded_data(training)
+    if data is not None:
+        return labelled_folder(metadata, data, stems)
+    return None
+
+
+def recorded_data_folder(training: dict) -> Path | None:
+    """The training data folder, as recorded or under ./data; None when it is not on disk."""
+    recorded = training.get("data")
+    if not recorded:
+        return None
+    for candidate in (Path(recorded), Path("data") / Path(recorded).name):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def fetch_recorded_data(training: dict) -> Path | None:
+    """Rebuild the training data into ./data/NAME with its dataset recipe, if it has one."""
+    from unet.data.recipes import RECIPES, fetch
+
+    recipe = training.get("dataset") or Path(training.get("data") or "").name
+    if recipe in RECIPES:
+        return fetch(recipe, Path("data") / recipe)
+    return None
+
+
+def labelled(metadata: ModelMetadata, images: list[np.ndarray], labels: list[np.ndarray]) -> LabelledSet:
+    """Images with their label masks as targets for this model."""
+    if metadata.mode == "instance":
+        from unet.runtime.instances import instance_targets
+
+        width = metadata.instance.boundary_width
+        return LabelledSet(images, [instance_targets(label, width) for label in labels], labels)
+    return LabelledSet(images, [label.astype(np.int64) for label in labels], None)

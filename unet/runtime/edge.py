@@ -1,0 +1,79 @@
+"""The edge runner's work: segment image files with one model and write masks and overlays.
+
+`export/segment_edge.py` is its command line. Needs only numpy, pillow and a TFLite
+interpreter (ai-edge-litert or tflite-runtime); scipy and scikit-image for instance models.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unet.runtime.imageio import ImageReadError, image_files, read_image
+from unet.runtime.overlay import mask_image, save_instance_labels, save_png, segmentation_overlay
+from unet.runtime.segmenter import Segmenter, SegmentResult
+from unet.runtime.timing import percentiles_ms
+
+
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Files as given; folders expand to their image files, sorted."""
+    files = []
+    for path in inputs:
+        files += image_files(path) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"no images found in {', '.join(map(str, inputs))}")
+    return files
+
+
+@dataclass
+class EdgeRun:
+    """Per-image model and total latencies of a run, and how many files could not be read."""
+
+    model_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+    unreadable: int = 0
+
+    def summary(self) -> str:
+        model, total = percentiles_ms(self.model_ms), percentiles_ms(self.total_ms)
+        return (f"{len(self.model_ms)} images: model p50 {model['p50_ms']:.1f} ms "
+                f"p95 {model['p95_ms']:.1f} ms; total p50 {total['p50_ms']:.1f} ms "
+                f"p95 {total['p95_ms']:.1f} ms")
+
+
+def write_outputs(image, result: SegmentResult, segmenter: Segmenter, out: Path, stem: str) -> str:
+    """`<stem>_mask.png`, `<stem>_overlay.png` and, for instance models, `<stem>_instances.png`.
+
+    Returns a note on what was found (the instance count), for the per-image line.
+    """
+    colours = segmenter.metadata.class_colours
+    segmentation = result.segmentation
+    save_png(mask_image(segmentation.class_mask, colours), out / f"{stem}_mask.png")
+    note = ""
+    if segmentation.instance_labels is not None:
+        save_instance_labels(segmentation.instance_labels, out / f"{stem}_instances.png")
+        note = f", {segmentation.instance_count} instances"
+    save_png(segmentation_overlay(image, segmentation, colours), out / f"{stem}_overlay.png")
+    return note
+
+
+def segment_files(
+    segmenter: Segmenter, files: list[Path], out: Path, threshold: float | None = None, tile: bool = False
+) -> EdgeRun:
+    """Segment each file, write its outputs into `out` and print its latency; skip unreadable files."""
+    out.mkdir(parents=True, exist_ok=True)
+    run = EdgeRun()
+    for path in files:
+        try:
+            image = read_image(path)
+        except ImageReadError as error:
+            print(f"skipped: {error}", file=sys.stderr)
+            run.unreadable += 1
+            continue
+        result = segmenter.segment(image, threshold=threshold, tile=tile)
+        note = write_outputs(image, result, segmenter, out, path.stem)
+        total = sum(result.timings_ms.values())
+        run.model_ms.append(result.timings_ms["model"])
+        run.total_ms.append(total)
+        print(f"{path.name}: model {result.timings_ms['model']:.1f} ms, total {total:.1f} ms{note}")
+    return run

@@ -1,0 +1,1 @@
+"""Training with Keras: model builders, losses, the tf.data pipeline, the trainer and tuning."""
