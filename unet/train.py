@@ -14,7 +14,7 @@ from pathlib import Path
 
 from unet.cli import run_cli
 from unet.data.synthetic import SHAPE_CLASSES, SyntheticSpec
-from unet.training.trainer import ARCHITECTURES, STRATEGIES, TrainConfig, train
+from unet.training.trainer import ARCHITECTURES, STRATEGIES, UNSUPPORTED_STRATEGIES, TrainConfig, train
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
@@ -67,7 +67,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                         metavar=("MIN", "MAX"),
                         help="random rescaling of training images before cropping; cover the "
                         "scale at which inference will see objects")
-    parser.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy)
+    parser.add_argument("--strategy", choices=(*STRATEGIES, *UNSUPPORTED_STRATEGIES),
+                        default=defaults.strategy,
+                        help="mirrored: every GPU (or logical CPU) of this machine; multiworker is "
+                        "refused with the reason")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--quiet", dest="verbose", action="store_const", const=2, default=1)
     args = vars(parser.parse_args(argv))

@@ -25,7 +25,12 @@ from unet.runtime.errors import UserError
 from unet.runtime.metadata import InstanceParams, ModelMetadata, Normalisation, save_metadata
 
 ARCHITECTURES = ("simple", "unet")
-STRATEGIES = ("none", "mirrored", "multiworker")
+STRATEGIES = ("none", "mirrored")
+# Keras 3.15's fit cannot train under MultiWorkerMirroredStrategy: it fails on the first
+# batch with "Attempt to convert a value (PerReplica...)" (keras-team/keras#20585).
+UNSUPPORTED_STRATEGIES = {"multiworker": "Keras 3's Model.fit does not run under TensorFlow's "
+                          "MultiWorkerMirroredStrategy (keras-team/keras#20585); train on one host "
+                          "with --strategy mirrored"}
 
 
 @dataclass
@@ -101,8 +106,8 @@ class StagedFiles:
 def train(config: TrainConfig) -> dict:
     """Run training end to end; returns the final evaluation dictionary.
 
-    With several workers (`--strategy multiworker`) every worker trains, and only the chief
-    writes into `config.out`; the others write into a temporary folder that is removed.
+    Only the chief of a distribution strategy writes into `config.out` (with one host, that
+    is the only process); any other worker writes into a temporary folder that is removed.
     """
     data = load_training_data(config)
     metadata = build_metadata(config, data)
@@ -236,6 +241,8 @@ def check_model_options(config: TrainConfig, metadata: ModelMetadata) -> None:
             f"simple_unet is binary (1 sigmoid output) but the data has "
             f"{metadata.num_classes} classes; use --arch unet"
         )
+    if config.strategy in UNSUPPORTED_STRATEGIES:
+        raise UserError(f"--strategy {config.strategy}: {UNSUPPORTED_STRATEGIES[config.strategy]}")
     if config.strategy not in STRATEGIES:
         raise UserError(f"--strategy must be one of {STRATEGIES}, got {config.strategy!r}")
 
@@ -258,9 +265,7 @@ def distribution_strategy(name: str):
 
     if name == "none":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MirroredStrategy()
 
 
 def compiled_model(config: TrainConfig, metadata: ModelMetadata, strategy):
