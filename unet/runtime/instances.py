@@ -14,6 +14,7 @@ from skimage.measure import label
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
+from unet.runtime.errors import UserError
 from unet.runtime.metadata import InstanceParams
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
@@ -22,7 +23,7 @@ BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 def instance_targets(instance_labels: np.ndarray, boundary_width: int = 2) -> np.ndarray:
     """Instance ids (H, W) -> uint8 targets: 0 background, 1 interior, 2 boundary."""
     if boundary_width < 1:
-        raise ValueError(f"boundary_width must be at least 1, got {boundary_width}")
+        raise UserError(f"boundary_width must be at least 1, got {boundary_width}")
     foreground = instance_labels > 0
     boundary = find_boundaries(instance_labels, connectivity=1, mode="inner")
     if boundary_width > 1:

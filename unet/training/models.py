@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from unet.runtime.errors import UserError
+
 UPSAMPLING_MODES = ("transpose", "resize")
 
 
@@ -84,27 +86,27 @@ def _upsample(x, filters: int, mode: str, name: str):
 
 def _check_unet_arguments(input_shape, num_classes, depth, base_filters, dropout, upsampling):
     if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}")
+        raise UserError(f"input_shape must be (height, width, channels), got {input_shape}")
     height, width, channels = input_shape
     if channels not in (1, 3):
-        raise ValueError(f"input channels must be 1 or 3, got {channels}")
+        raise UserError(f"input channels must be 1 or 3, got {channels}")
     if depth < 1:
-        raise ValueError(f"depth must be at least 1, got {depth}")
+        raise UserError(f"depth must be at least 1, got {depth}")
     divisor = 2**depth
     for axis, size in (("height", height), ("width", width)):
         if size is not None and (size < divisor or size % divisor):
-            raise ValueError(
+            raise UserError(
                 f"input {axis} {size} is not divisible by 2**depth = {divisor} (depth {depth}); "
                 f"use a multiple of {divisor} or a smaller depth"
             )
     if num_classes < 1:
-        raise ValueError(f"num_classes must be 1 (binary) or at least 2, got {num_classes}")
+        raise UserError(f"num_classes must be 1 (binary) or at least 2, got {num_classes}")
     if base_filters < 1:
-        raise ValueError(f"base_filters must be positive, got {base_filters}")
+        raise UserError(f"base_filters must be positive, got {base_filters}")
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        raise UserError(f"dropout must be in [0, 1), got {dropout}")
     if upsampling not in UPSAMPLING_MODES:
-        raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {upsampling!r}")
+        raise UserError(f"upsampling must be one of {UPSAMPLING_MODES}, got {upsampling!r}")
 
 
 def load_model(path: str, compile: bool = False) -> keras.Model:
