@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,30 +102,19 @@ class StagedFiles:
 
 
 def train(config: TrainConfig) -> dict:
-    """Run training end to end; returns the final evaluation dictionary.
-
-    Only the chief of a distribution strategy writes into `config.out` (with one host, that
-    is the only process); any other worker writes into a temporary folder that is removed.
-    """
+    """Run training end to end; returns the final evaluation dictionary."""
     data = load_training_data(config)
     metadata = build_metadata(config, data)
     check_model_options(config, metadata)
-    strategy = distribution_strategy(config.strategy)
-    is_chief = strategy.extended.should_checkpoint
-    out = Path(config.out) if is_chief else Path(tempfile.mkdtemp(prefix=f".{config.name}.worker."))
-    staged = StagedFiles(out, config.name)
+    staged = StagedFiles(Path(config.out), config.name)
     staged.out.mkdir(parents=True, exist_ok=True)
     try:
-        try:
-            best_epoch, best_score = fit(config, data, metadata, strategy, staged)
-            model_path = commit(config, metadata, staged, best_epoch, best_score)
-        finally:
-            staged.remove()
-        plot_curves(staged.out / "history.csv", staged.out / "curves.png")
-        return evaluate_trained(model_path, data)
+        best_epoch, best_score = fit(config, data, metadata, staged)
+        model_path = commit(config, metadata, staged, best_epoch, best_score)
     finally:
-        if not is_chief:
-            shutil.rmtree(out, ignore_errors=True)
+        staged.remove()
+    plot_curves(staged.out / "history.csv", staged.out / "curves.png")
+    return evaluate_trained(model_path, data)
 
 
 def load_training_data(config: TrainConfig) -> TrainingData:
@@ -314,7 +301,7 @@ def data_streams(config: TrainConfig, data: TrainingData, metadata: ModelMetadat
 
 
 def fit(
-    config: TrainConfig, data: TrainingData, metadata: ModelMetadata, strategy, staged: StagedFiles
+    config: TrainConfig, data: TrainingData, metadata: ModelMetadata, staged: StagedFiles
 ) -> tuple[int, float]:
     """Train with early stopping; the best checkpoint goes to `staged.model`. Returns (epoch, score)."""
     import keras
@@ -322,6 +309,7 @@ def fit(
     from unet.training.checkpoint import AtomicBestCheckpoint
 
     keras.utils.set_random_seed(config.seed)
+    strategy = distribution_strategy(config.strategy)
     model = compiled_model(config, metadata, strategy)
     train_stream, validation_stream = data_streams(config, data, metadata, strategy.num_replicas_in_sync)
     samples_per_epoch = config.samples_per_epoch or max(len(data.train_images), 8 * config.batch_size)
