@@ -104,7 +104,7 @@ class Handlers:
         try:
             return self.catalog.model(model_name)
         except errors.UserError as error:
-            raise UserError(f"{str(error)[0].upper()}{str(error)[1:]}.") from error
+            raise UserError(str(error)) from error
 
     def load_upload(self, path: str | None) -> tuple[np.ndarray, list[str]]:
         """Decode an upload with the project's decoder; bound its size with a visible note."""

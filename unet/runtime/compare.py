@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from unet.runtime.backends import LiteRTBackend
+from unet.runtime.backends import open_backend
 from unet.runtime.errors import UserError
 from unet.runtime.evaluation import agreement
 from unet.runtime.metadata import ModelMetadata, load_metadata, model_metadata_files
@@ -24,7 +24,7 @@ from unet.runtime.overlay import disagreement_overlay, segmentation_overlay
 from unet.runtime.preprocess import Segmentation, postprocess, preprocess
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.timing import percentiles_ms
-from unet.runtime.variants import DEFAULT_VARIANTS, KERAS, BackendKind, litert, variant_path
+from unet.runtime.variants import DEFAULT_VARIANTS, KERAS, litert, variant_path
 
 # The backends the app offers, in the order it lists them.
 BACKEND_ORDER = (KERAS, *(litert(variant) for variant in DEFAULT_VARIANTS))
@@ -39,7 +39,6 @@ class ShippedModel:
     name: str
     metadata: ModelMetadata
     files: dict[str, Path]
-    kinds: dict[str, BackendKind]
 
     @property
     def backends(self) -> list[str]:
@@ -74,7 +73,7 @@ class ModelCatalog:
         keras_ok = tensorflow_available()
         for metadata_path in model_metadata_files(self.root):
             metadata = load_metadata(metadata_path)
-            files, kinds = {}, {}
+            files = {}
             for kind in BACKEND_ORDER:
                 if kind == KERAS:
                     path = metadata_path.with_suffix(".keras")
@@ -83,14 +82,14 @@ class ModelCatalog:
                 else:
                     path = variant_path(metadata_path, kind.variant)
                 if path.is_file():
-                    files[kind.label], kinds[kind.label] = path, kind
+                    files[kind.label] = path
             if files:
                 name = metadata.name or metadata_path.stem
-                self.models[name] = ShippedModel(name, metadata, files, kinds)
+                self.models[name] = ShippedModel(name, metadata, files)
 
     def model(self, name: str) -> ShippedModel:
         if name not in self.models:
-            raise UserError(f"unknown model {name!r}; choose one of {', '.join(self.models)}")
+            raise UserError(f"Unknown model {name!r}; choose one of {', '.join(self.models)}.")
         return self.models[name]
 
     def segmenter(self, model_name: str, backend: str) -> Segmenter:
@@ -101,11 +100,8 @@ class ModelCatalog:
         key = (model_name, backend)
         with self._lock:
             if key not in self._segmenters:
-                path = model.files[backend]
-                if model.kinds[backend] == KERAS:
-                    self._segmenters[key] = Segmenter.from_path(path)
-                else:
-                    self._segmenters[key] = Segmenter(LiteRTBackend(path, self.num_threads), model.metadata)
+                opened = open_backend(model.files[backend], self.num_threads)
+                self._segmenters[key] = Segmenter(opened, model.metadata)
             return self._segmenters[key]
 
     def warm_up(self) -> None:

@@ -58,9 +58,8 @@ def score_segmentations(
 def agreement(metadata: ModelMetadata, reference: list[Segmentation], other: list[Segmentation]) -> dict:
     """How far `other` agrees with `reference` (e.g. int8 with Keras float), over a set of images.
 
-    pixel_agreement and mean_iou of the class masks; support_weighted_iou weighs each class by
-    its pixels in the reference, so a class that is nearly absent cannot dominate it; for
-    instance models, matched-instance F1 at IoU 0.5 and both counts.
+    pixel_agreement and mean_iou of the class masks; for instance models, matched-instance F1
+    at IoU 0.5 and both counts.
     """
     confusion = np.zeros((metadata.num_classes,) * 2, dtype=np.int64)
     for first, second in zip(reference, other, strict=True):
