@@ -137,10 +137,11 @@ class Handlers:
 
     def compare(
         self, image: np.ndarray, model_name: str, backends: tuple[str, str], threshold: float | None,
-        opacity: float, timed_runs: int,
+        opacity: float, timed_runs: int, object_diameter: float | None = None, auto_scale: bool = False,
     ) -> Comparison:
         try:
-            return compare(self.catalog, image, model_name, backends, threshold, opacity, timed_runs)
+            return compare(self.catalog, image, model_name, backends, threshold, opacity, timed_runs,
+                           object_diameter, auto_scale)
         except errors.UserError as error:
             raise UserError(str(error)) from error
 
@@ -183,8 +184,14 @@ class Handlers:
         threshold: float = 0.5,
         opacity: float = 0.5,
         timed_runs: int = 10,
+        object_diameter: float = 0,
+        auto_scale: bool = False,
     ) -> SegmentView:
-        """The main event (api_name="segment"): overlays, slider, disagreement, table, files, JSON."""
+        """The main event (api_name="segment"): overlays, slider, disagreement, table, files, JSON.
+
+        object_diameter: the objects' diameter in pixels (0: use the image as it is); the image is
+        rescaled so they match the model's trained diameter. auto_scale: estimate it instead.
+        """
         model_name = model_name or next(iter(self.catalog.models))
         model = self.model(model_name)
         defaults = model.default_pair()
@@ -192,7 +199,10 @@ class Handlers:
         image, notes = self.load_upload(image_path)
         metadata = model.metadata
         binary_threshold = threshold if metadata.output_channels == 1 else None
-        comparison = self.compare(image, model_name, chosen, binary_threshold, opacity, int(timed_runs))
+        if object_diameter and auto_scale:
+            raise UserError("Give an object diameter or tick auto-scale, not both.")
+        comparison = self.compare(image, model_name, chosen, binary_threshold, opacity, int(timed_runs),
+                                  float(object_diameter) if object_diameter else None, bool(auto_scale))
         agreement = comparison.agreement
         headers = ["backend", "p50 ms", "p95 ms", "file size"]
         if metadata.mode == "instance":
@@ -203,7 +213,8 @@ class Handlers:
                       + (f", matched-instance F1 {agreement['matched_instance_f1']:.4f}"
                          if "matched_instance_f1" in agreement else "") + ".",
                       "Latency is the model call only, on this server's CPU: not Raspberry Pi latency "
-                      "(the README's \"Raspberry Pi\" section says how to measure on a Pi)."]
+                      "(the README's \"Raspberry Pi\" section says how to measure on a Pi).",
+                      *scale_notes(comparison.summary["scale"], metadata)]
         comparison.summary["notes"] = notes
         files = self.write_result_files(comparison, model_name)
         return SegmentView(
@@ -248,6 +259,21 @@ class Handlers:
                 for path in image_files(examples)]
 
 
+def scale_notes(scale: dict, metadata) -> list[str]:
+    """A line on the scale the image was segmented at, when the user asked for one."""
+    if scale["method"] == "resize":
+        return []
+    if scale["method"] == "auto" and scale["passes"] == 1:
+        found = scale["object_diameter_px"]
+        return [f"Auto-scale: objects measure {found:.1f} px in the image; resized to the model's "
+                f"input they are within 25% of the trained {metadata.object_diameter} px, so one "
+                "pass was enough." if found else
+                "Auto-scale: the first pass found no objects to measure; one pass."]
+    return [f"Scale: objects of {scale['object_diameter_px']:.1f} px ({scale['method']}) were "
+            f"rescaled x{scale['factor']:.2f} to the trained {metadata.object_diameter} px and "
+            "segmented in model-sized windows."]
+
+
 def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Blocks:
     """The page for the models in `catalog`; `handlers` defaults to `Handlers(catalog)`."""
     handlers = handlers or Handlers(catalog)
@@ -272,6 +298,11 @@ def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Bl
                 opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
                 runs = gr.Slider(1, 50, value=10, step=1, label="Timed runs (after one warm-up)",
                                  elem_id="timed-runs")
+                with gr.Row():
+                    diameter = gr.Number(0, minimum=0, label="Object diameter, px (0: as is)",
+                                         elem_id="object-diameter")
+                    auto_scale = gr.Checkbox(False, label="Auto-scale (instance models)",
+                                             elem_id="auto-scale")
                 run = gr.Button("Segment", variant="primary")
         examples = handlers.example_images(catalog.root / "examples")
         if examples:
@@ -301,7 +332,7 @@ def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Bl
         model.change(handlers.update_backends, inputs=model, outputs=[backend_a, backend_b, description])
         run.click(
             segment,
-            inputs=[image, model, backend_a, backend_b, threshold, opacity, runs],
+            inputs=[image, model, backend_a, backend_b, threshold, opacity, runs, diameter, auto_scale],
             outputs=list(outputs.values()),
             api_name="segment",
             concurrency_limit=2,

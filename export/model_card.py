@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from unet.data.splits import recorded_data_folder
+from unet.data.splits import recorded_data_folder, recorded_folders
 from unet.runtime.atomic import atomic_write_text
 from unet.runtime.evaluation import format_scores
 from unet.runtime.metadata import ModelMetadata
@@ -36,12 +36,23 @@ def _scores_line(accuracy: dict, mode: str) -> str:
     return line
 
 
+def _source_notes(training: dict) -> str:
+    """Each training folder's SOURCE.md, headings moved under the card's "Data" section."""
+    notes = []
+    for recorded in recorded_folders(training):
+        folder = recorded_data_folder(recorded)
+        if folder is not None and (folder / "SOURCE.md").is_file():
+            text = (folder / "SOURCE.md").read_text().strip()
+            lines = text.splitlines()
+            notes.append("\n".join("##" + line if line.startswith("#") else line for line in lines))
+    return "\n\n".join(notes)
+
+
 def render_model_card(metadata: ModelMetadata, report: dict, export_command: str, model_dir: Path) -> str:
     training = metadata.training
-    source_note = ""
-    data = recorded_data_folder(training)
-    if data is not None and (data / "SOURCE.md").is_file():
-        source_note = (data / "SOURCE.md").read_text().strip()
+    source_note = _source_notes(training)
+    if source_note:
+        pass
     elif "synthetic" in training:
         source_note = f"Synthetic data: `unet.data.synthetic.make_dataset` with {training['synthetic']}."
     elif training.get("dataset"):
@@ -64,7 +75,10 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
         "used to pick the best epoch).",
     ]
     if metadata.instance is not None:
-        lines.append(f"- Instance post-processing: {metadata.instance}.")
+        lines.append(f"- Instance post-processing: {metadata.instance}, in model-input pixels.")
+    if metadata.object_diameter is not None:
+        lines.append(f"- Trained object diameter: {metadata.object_diameter} px at the model input; "
+                     "`--diameter PX` or `--auto-scale` rescale images whose objects differ.")
     lines += ["", "## Data", "", source_note, "", "## Reproduce", "", "```bash",
               training.get("command", "make models   # this model's training line is in the Makefile"),
               *([f"python -m unet.tune {_portable_path(model_dir / report['model'])}"]
@@ -81,6 +95,10 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
                 f"- {litert(variant).label}: {_scores_line(row['accuracy'], metadata.mode)}; agrees with "
                 f"Keras on {100 * agreement['pixel_agreement']:.2f}% of pixels."
             )
+    generalisation = model_dir / "generalisation.md"
+    if generalisation.is_file():
+        lines += ["", "## Generalisation: sources and settings it never trained on", "",
+                  generalisation.read_text().strip()]
     lines += ["", "## Files, sizes and latency", "",
               "| file | size | p50 ms, all threads | p50 ms, 1 thread |", "|---|---:|---:|---:|"]
     latency = report.get("latency", {})

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from unet.runtime.errors import UserError
+
+if TYPE_CHECKING:
+    from unet.runtime.segmenter import SegmentOptions
 
 # What a user can fix: their input (UserError and its kinds) or a path that does not exist.
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
@@ -61,3 +66,22 @@ def run_cli(main: Callable[[], int]) -> int:
 def _report_terminated() -> int:
     print("terminated; nothing was replaced", file=sys.stderr)
     return 143
+
+
+def add_segment_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `Segmenter.segment`, spelled the same way in every command."""
+    parser.add_argument("--tile", action="store_true", help="full-resolution sliding windows")
+    parser.add_argument("--threshold", type=float, default=None, help="binary models only")
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--diameter", type=float, default=None, metavar="PX",
+                       help="objects' diameter in the image, in pixels: the image is rescaled so "
+                       "they match the diameter the model was trained for")
+    scale.add_argument("--auto-scale", action="store_true",
+                       help="estimate that diameter with a first pass, and segment again at the "
+                       "trained scale when it is off by more than 25%%")
+
+
+def segment_options(args: argparse.Namespace) -> SegmentOptions:
+    from unet.runtime.segmenter import SegmentOptions
+
+    return SegmentOptions(args.threshold, args.tile, args.diameter, args.auto_scale)

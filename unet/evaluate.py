@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from unet.cli import run_cli
+from unet.cli import add_segment_options, run_cli, segment_options
 from unet.data.splits import labelled_folder, recorded_split
 from unet.runtime.atomic import atomic_write_text
 from unet.runtime.errors import UserError
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None,
                         help="folder with images/ and masks/ (default: the validation split "
                         "recorded at training)")
-    parser.add_argument("--tile", action="store_true", help="sliding-window inference at full size")
+    add_segment_options(parser)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default: MODEL_FILE_NAME.evaluation.json in the working folder)")
@@ -38,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         labelled = recorded_split(segmenter.metadata, "validation")
         if labelled is None:
             raise UserError(f"{args.model} records no reproducible validation split; give --data DIR")
+    options = segment_options(args)
     result = evaluate_samples(
-        segmenter, labelled.images, labelled.targets, labelled.instance_labels, args.tile, progress=True
+        segmenter, labelled.images, labelled.targets, labelled.instance_labels, options, progress=True
     )
+    result["options"] = options.to_kwargs()
     result["model"] = args.model.name
     result["data"] = str(args.data) if args.data else "recorded validation split"
     print(format_table(result))

@@ -22,7 +22,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     synthetic = SyntheticSpec()
     parser = argparse.ArgumentParser(prog="python -m unet.train", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="folder with images/ and masks/")
+    source.add_argument("--data", type=Path, nargs="+",
+                        help="one or more folders with images/ and masks/ (trained on together)")
     source.add_argument("--synthetic", action="store_true", help="train on generated shapes")
     parser.add_argument("--synthetic-count", type=int, default=synthetic.count)
     parser.add_argument("--synthetic-shapes", default=",".join(synthetic.shapes),
@@ -67,6 +68,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                         metavar=("MIN", "MAX"),
                         help="random rescaling of training images before cropping; cover the "
                         "scale at which inference will see objects")
+    parser.add_argument("--instance-brightness", type=float, default=defaults.instance_brightness,
+                        metavar="SPREAD",
+                        help="instance mode: serve half the images with each object's brightness "
+                        "scaled on its own, down to 1/SPREAD (1: off)")
     parser.add_argument("--strategy", choices=(*STRATEGIES, *UNSUPPORTED_STRATEGIES),
                         default=defaults.strategy,
                         help="mirrored: every GPU (or logical CPU) of this machine; multiworker is "

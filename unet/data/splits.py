@@ -59,17 +59,54 @@ def recorded_split(
         chosen = [samples[int(stem)] for stem in stems]
         labels = [s.instance_labels if metadata.mode == "instance" else s.class_mask for s in chosen]
         return labelled(metadata, [s.image for s in chosen], labels)
-    data = recorded_data_folder(training)
+    recorded = training.get("data")
+    if isinstance(recorded, list):
+        return _recorded_folders_split(metadata, training, stems, fetch_missing)
+    data = recorded_data_folder(recorded)
     if data is None and fetch_missing:
-        data = fetch_recorded_data(training)
+        data = fetch_recorded_data(training.get("dataset") or Path(recorded or "").name)
     if data is not None:
         return labelled_folder(metadata, data, stems)
     return None
 
 
-def recorded_data_folder(training: dict) -> Path | None:
-    """The training data folder, as recorded or under ./data; None when it is not on disk."""
+def _recorded_folders_split(
+    metadata: ModelMetadata, training: dict, stems: list[str], fetch_missing: bool
+) -> LabelledSet | None:
+    """A split over several folders, whose stems read `FOLDER/stem`, in the recorded order."""
+    from unet.data.folder import load_folder
+
+    by_folder: dict[str, list[str]] = {}
+    for stem in stems:
+        folder_name, _, own_stem = stem.partition("/")
+        by_folder.setdefault(folder_name, []).append(own_stem)
+    loaded = {}
+    for recorded in training["data"]:
+        name = Path(recorded).name
+        if name not in by_folder:
+            continue
+        data = recorded_data_folder(recorded)
+        if data is None and fetch_missing:
+            data = fetch_recorded_data(name)
+        if data is None:
+            return None
+        for sample in load_folder(data, None if metadata.mode == "instance" else metadata.num_classes,
+                                  by_folder[name]):
+            loaded[f"{name}/{sample.stem}"] = sample
+    chosen = [loaded[stem] for stem in stems]
+    return labelled(metadata, [s.image for s in chosen], [s.labels for s in chosen])
+
+
+def recorded_folders(training: dict) -> list[str]:
+    """The training data folders as recorded: one (a string) or several (a list)."""
     recorded = training.get("data")
+    if not recorded:
+        return []
+    return list(recorded) if isinstance(recorded, list) else [recorded]
+
+
+def recorded_data_folder(recorded: str | None) -> Path | None:
+    """A training data folder, as recorded or under ./data; None when it is not on disk."""
     if not recorded:
         return None
     for candidate in (Path(recorded), Path("data") / Path(recorded).name):
@@ -78,11 +115,10 @@ def recorded_data_folder(training: dict) -> Path | None:
     return None
 
 
-def fetch_recorded_data(training: dict) -> Path | None:
-    """Rebuild the training data into ./data/NAME with its dataset recipe, if it has one."""
+def fetch_recorded_data(recipe: str) -> Path | None:
+    """Rebuild a training data folder into ./data/NAME with its dataset recipe, if it has one."""
     from unet.data.recipes import RECIPES, fetch
 
-    recipe = training.get("dataset") or Path(training.get("data") or "").name
     if recipe in RECIPES:
         return fetch(recipe, Path("data") / recipe)
     return None

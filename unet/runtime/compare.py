@@ -22,6 +22,7 @@ from unet.runtime.evaluation import agreement
 from unet.runtime.metadata import ModelMetadata, load_metadata, model_metadata_files
 from unet.runtime.overlay import disagreement_overlay, segmentation_overlay
 from unet.runtime.preprocess import Segmentation, postprocess, preprocess
+from unet.runtime.scale import ScaleChoice, scale_for_diameter
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.timing import percentiles_ms
 from unet.runtime.variants import DEFAULT_VARIANTS, KERAS, litert, variant_path
@@ -148,17 +149,32 @@ def compare(
     threshold: float | None = None,
     opacity: float = 0.5,
     timed_runs: int = 10,
+    object_diameter: float | None = None,
+    auto_scale: bool = False,
 ) -> Comparison:
-    """Segment `image` with two backends of one model and measure both on equal terms."""
+    """Segment `image` with two backends of one model and measure both on equal terms.
+
+    Latency is one model call on the model-sized tensor. With a scale option both backends
+    segment at the same scale: auto-scale measures it with backend A's first pass.
+    """
     metadata = catalog.model(model_name).metadata
     timed_runs = max(1, int(timed_runs))
     tensor, info = preprocess(image, metadata)
+    scale = None
+    if auto_scale:
+        scale = catalog.segmenter(model_name, backends[0]).segment(image, threshold, auto_scale=True).scale
+        object_diameter = scale.object_diameter_px if scale.passes == 2 else None
+    elif object_diameter is not None:
+        scale = ScaleChoice("given", scale_for_diameter(metadata, object_diameter), object_diameter)
     results = []
     for backend in backends:
         segmenter = catalog.segmenter(model_name, backend)
         # The warm-up call's output is the one segmented: no extra model call.
         timing = segmenter.timed_run(tensor, timed_runs)
-        segmentation = postprocess(timing.output, info, metadata, threshold)
+        if object_diameter is not None:
+            segmentation = segmenter.segment(image, threshold, object_diameter=object_diameter).segmentation
+        else:
+            segmentation = postprocess(timing.output, info, metadata, threshold)
         overlay = segmentation_overlay(image, segmentation, metadata.class_colours, opacity)
         latency = {**percentiles_ms(timing.latencies_ms), "warmup_ms": timing.warmup_ms}
         results.append(BackendResult(backend, segmentation, overlay, latency, segmenter.backend.file_size))
@@ -179,5 +195,6 @@ def compare(
             for r in results
         ],
         "agreement": agreed,
+        "scale": scale.to_dict() if scale else {"method": "resize"},
     }
     return Comparison(results, disagreement, agreed, summary)

@@ -6,13 +6,15 @@ interpreter (ai-edge-litert or tflite-runtime); scipy and scikit-image for insta
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unet.runtime.atomic import atomic_write_text
 from unet.runtime.imageio import ImageReadError, image_files, read_image
 from unet.runtime.overlay import mask_image, save_instance_labels, save_png, segmentation_overlay
-from unet.runtime.segmenter import Segmenter, SegmentResult
+from unet.runtime.segmenter import Segmenter, SegmentOptions, SegmentResult
 from unet.runtime.timing import percentiles_ms
 
 
@@ -28,11 +30,18 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
 
 @dataclass
 class EdgeRun:
-    """Per-image model and total latencies of a run, and how many files could not be read."""
+    """Per-image model and total latencies of a run, what was found, and how many files could not be read."""
 
     model_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
+    images: list[dict] = field(default_factory=list)
     unreadable: int = 0
+
+    def to_dict(self, options: SegmentOptions) -> dict:
+        return {"options": options.to_kwargs(), "images": self.images,
+                "model": percentiles_ms(self.model_ms) if self.model_ms else None,
+                "total": percentiles_ms(self.total_ms) if self.total_ms else None,
+                "unreadable": self.unreadable}
 
     def summary(self) -> str:
         model, total = percentiles_ms(self.model_ms), percentiles_ms(self.total_ms)
@@ -58,9 +67,12 @@ def write_outputs(image, result: SegmentResult, segmenter: Segmenter, out: Path,
 
 
 def segment_files(
-    segmenter: Segmenter, files: list[Path], out: Path, threshold: float | None = None, tile: bool = False
+    segmenter: Segmenter, files: list[Path], out: Path, options: SegmentOptions = SegmentOptions()  # noqa: B008
 ) -> EdgeRun:
-    """Segment each file, write its outputs into `out` and print its latency; skip unreadable files."""
+    """Segment each file, write its outputs and `summary.json` into `out`, print each latency.
+
+    Unreadable files are skipped with a message and counted.
+    """
     out.mkdir(parents=True, exist_ok=True)
     run = EdgeRun()
     for path in files:
@@ -70,10 +82,16 @@ def segment_files(
             print(f"skipped: {error}", file=sys.stderr)
             run.unreadable += 1
             continue
-        result = segmenter.segment(image, threshold=threshold, tile=tile)
+        result = segmenter.segment(image, **options.to_kwargs())
         note = write_outputs(image, result, segmenter, out, path.stem)
         total = sum(result.timings_ms.values())
         run.model_ms.append(result.timings_ms["model"])
         run.total_ms.append(total)
+        run.images.append({"file": path.name, "timings_ms": result.timings_ms,
+                           "instance_count": result.segmentation.instance_count,
+                           "scale": result.scale.to_dict() if result.scale else None})
+        if options.auto_scale and result.scale is not None:
+            note += f", scale x{result.scale.factor:.2f} ({result.scale.passes} passes)"
         print(f"{path.name}: model {result.timings_ms['model']:.1f} ms, total {total:.1f} ms{note}")
+    atomic_write_text(out / "summary.json", json.dumps(run.to_dict(options), indent=2) + "\n")
     return run

@@ -14,16 +14,19 @@ import numpy as np
 from unet.runtime.metadata import ModelMetadata
 from unet.runtime.metrics import confusion_matrix, scores_from_confusion
 from unet.runtime.preprocess import Segmentation
-from unet.runtime.segmenter import Segmenter
+from unet.runtime.segmenter import Segmenter, SegmentOptions
 
 
 def segment_all(
-    segmenter: Segmenter, images: list[np.ndarray], tile: bool = False, progress: bool = False
+    segmenter: Segmenter,
+    images: list[np.ndarray],
+    options: SegmentOptions = SegmentOptions(),  # noqa: B008  (frozen)
+    progress: bool = False,
 ) -> list[Segmentation]:
     """Segment every image; probabilities are dropped to keep memory small."""
     results = []
     for image in with_progress(images, progress, f"segmenting ({segmenter.backend.name})"):
-        segmentation = segmenter.segment(image, tile=tile).segmentation
+        segmentation = segmenter.segment(image, **options.to_kwargs()).segmentation
         segmentation.probabilities = np.empty((0,), dtype=np.float32)
         results.append(segmentation)
     return results
@@ -83,11 +86,11 @@ def evaluate_samples(
     images: list[np.ndarray],
     targets: list[np.ndarray],
     instance_labels: list[np.ndarray] | None = None,
-    tile: bool = False,
+    options: SegmentOptions = SegmentOptions(),  # noqa: B008  (frozen)
     progress: bool = False,
 ) -> dict:
     """Scores of `segmenter` on images with class targets (and instance ids for instance models)."""
-    predictions = segment_all(segmenter, images, tile, progress)
+    predictions = segment_all(segmenter, images, options, progress)
     result = score_segmentations(segmenter.metadata, predictions, targets, instance_labels)
     result["backend"] = segmenter.backend.name
     return result

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-F1_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+F1_THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
 DSB_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 
 

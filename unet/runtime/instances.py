@@ -46,7 +46,8 @@ def instances_from_probabilities(
     interior_probability = probabilities[..., INTERIOR]
     foreground = (1.0 - probabilities[..., BACKGROUND]) >= params.foreground_threshold
     foreground = ndimage.binary_fill_holes(foreground)
-    interior = (interior_probability >= params.interior_threshold) & foreground
+    # A textured nucleus can show specks of "boundary" inside; they are holes, not cuts.
+    interior = ndimage.binary_fill_holes((interior_probability >= params.interior_threshold) & foreground)
     # Seeds smaller than a quarter of the smallest object are noise, not nuclei.
     interior = remove_small_objects(interior, max_size=max(1, params.min_size // 4) - 1, connectivity=1)
     if params.marker_min_distance > 0:

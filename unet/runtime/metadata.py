@@ -87,6 +87,8 @@ class ModelMetadata:
     input_size: (height, width) of the model input.
     num_classes: number of output classes. A model with one sigmoid output channel is a
         binary model with num_classes == 2 (background, foreground).
+    object_diameter: instance models: the median object diameter, in model-input pixels, that
+        training showed the model; runtimes rescale images to it on request.
     """
 
     input_size: tuple[int, int]
@@ -97,6 +99,7 @@ class ModelMetadata:
     normalisation: Normalisation = field(default_factory=Normalisation)
     threshold: float = 0.5
     instance: InstanceParams | None = None
+    object_diameter: float | None = None
     name: str = "model"
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
@@ -121,6 +124,8 @@ class ModelMetadata:
                 )
             if self.instance is None:
                 self.instance = InstanceParams()
+        if self.object_diameter is not None and not self.object_diameter > 0:
+            raise MetadataError(f"object_diameter must be positive, got {self.object_diameter}")
         if not self.class_colours:
             self.class_colours = default_colours(len(self.class_names))
         self.class_colours = [tuple(int(c) for c in colour) for colour in self.class_colours]

@@ -4,8 +4,8 @@
       -> normalise intensities -> model channels -> resize to the model input
       -> tensor (1, h, w, C) float32 in [0, 1]            [preprocess]
     backend output (1, h, w, K) float32 probabilities
-      -> resize to (H, W) -> threshold or argmax -> class mask (H, W)
-      -> instances (instance models)                       [postprocess]
+      -> instances at (h, w), resized to (H, W) by nearest (instance models)
+      -> resize to (H, W) -> threshold or argmax -> class mask (H, W)   [postprocess]
 
 Keras, LiteRT float32/float16/int8 and the edge runner all go through these two functions,
 so any difference between their masks comes from the model, never from the plumbing.
@@ -112,30 +112,39 @@ def postprocess(
     """Model output (1, h, w, K) -> Segmentation at the original image size."""
     if output.ndim != 4 or output.shape[0] != 1:
         raise ValueError(f"expected a model output of shape (1, h, w, K), got {output.shape}")
-    probabilities = resize_array(
-        output[0].astype(np.float32), info.original_size, Image.Resampling.BILINEAR
-    )
-    return segment_probabilities(probabilities, metadata, threshold)
+    return segment_probabilities(output[0].astype(np.float32), metadata, threshold, info.original_size)
 
 
 def segment_probabilities(
-    probabilities: np.ndarray, metadata: ModelMetadata, threshold: float | None = None
+    probabilities: np.ndarray,
+    metadata: ModelMetadata,
+    threshold: float | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Segmentation:
-    """Probabilities (H, W, K) at image size -> class mask and, for instance models, labels."""
+    """Probabilities (h, w, K) in model-input pixels -> class mask and instances at `size`.
+
+    Instances are separated where the post-processing parameters are defined, in model-input
+    pixels, and then brought to `size` (default: unchanged) by nearest neighbour: at 512x512
+    that is 4x fewer pixels for the watershed than separating after the resize.
+    """
     expected = metadata.output_channels
     if probabilities.shape[-1] != expected:
         raise ValueError(
             f"model output has {probabilities.shape[-1]} channels but the metadata describes "
             f"{metadata.num_classes} classes ({expected} output channels)"
         )
-    if expected == 1:
-        cut = metadata.threshold if threshold is None else threshold
-        class_mask = (probabilities[..., 0] >= cut).astype(np.uint8)
-    else:
-        class_mask = np.argmax(probabilities, axis=-1).astype(np.uint8)
     instance_labels = None
     if metadata.mode == "instance":
         from unet.runtime.instances import instances_from_probabilities
 
         instance_labels = instances_from_probabilities(probabilities, metadata.instance)
+    if size is not None:
+        probabilities = resize_array(probabilities, size, Image.Resampling.BILINEAR)
+        if instance_labels is not None:
+            instance_labels = resize_array(instance_labels, size, Image.Resampling.NEAREST)
+    if expected == 1:
+        cut = metadata.threshold if threshold is None else threshold
+        class_mask = (probabilities[..., 0] >= cut).astype(np.uint8)
+    else:
+        class_mask = np.argmax(probabilities, axis=-1).astype(np.uint8)
     return Segmentation(probabilities, class_mask, instance_labels)

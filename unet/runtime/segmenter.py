@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from unet.runtime.backends import Backend, ModelLoadError, open_backend
-from unet.runtime.imageio import ImageSource, read_image
+from unet.runtime.errors import UserError
+from unet.runtime.imageio import ImageSource, read_image, resize_array
 from unet.runtime.metadata import ModelMetadata, load_metadata
 from unet.runtime.preprocess import Segmentation, postprocess, preprocess, segment_probabilities
+from unet.runtime.scale import (
+    ScaleChoice,
+    median_diameter,
+    needs_second_pass,
+    scale_for_diameter,
+    trained_diameter,
+)
 from unet.runtime.timing import elapsed_ms
 
 
@@ -24,10 +34,24 @@ class ModelTiming:
     latencies_ms: list[float]
 
 
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How to segment, as the command lines and the app offer it (see `Segmenter.segment`)."""
+
+    threshold: float | None = None
+    tile: bool = False
+    object_diameter: float | None = None
+    auto_scale: bool = False
+
+    def to_kwargs(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclass
 class SegmentResult:
     segmentation: Segmentation
     timings_ms: dict[str, float] = field(default_factory=dict)
+    scale: ScaleChoice | None = None
 
 
 class Segmenter:
@@ -63,33 +87,93 @@ class Segmenter:
         return self.backend.run(tensor)
 
     def segment(
-        self, image: ImageSource, threshold: float | None = None, tile: bool = False
+        self,
+        image: ImageSource,
+        threshold: float | None = None,
+        tile: bool = False,
+        object_diameter: float | None = None,
+        auto_scale: bool = False,
     ) -> SegmentResult:
-        """Segment one image; `tile` runs overlapping model-sized windows at full resolution."""
+        """Segment one image.
+
+        tile: run overlapping model-sized windows at full resolution.
+        object_diameter: the objects' diameter in this image's pixels; the image is rescaled
+            so they match the trained diameter, then tiled (see `unet.runtime.scale`).
+        auto_scale: estimate that diameter with a first pass; a second pass runs only when
+            the first pass's objects are off the trained diameter by more than 25%.
+        """
+        if object_diameter is not None and auto_scale:
+            raise UserError("give an object diameter or ask for auto-scale, not both")
         timings: dict[str, float] = {}
         start = time.perf_counter()
         pixels = image if isinstance(image, np.ndarray) else read_image(image)
         timings["decode"] = elapsed_ms(start)
+        if object_diameter is not None:
+            factor = scale_for_diameter(self.metadata, object_diameter)
+            segmentation = self._segment_scaled(pixels, factor, threshold, timings)
+            return SegmentResult(segmentation, timings, ScaleChoice("given", factor, object_diameter))
+        if auto_scale:
+            return self._segment_auto_scaled(pixels, threshold, tile, timings)
         if tile:
-            from unet.runtime.tiling import tiled_probabilities
+            segmentation = self._segment_scaled(pixels, 1.0, threshold, timings)
+            return SegmentResult(segmentation, timings, ScaleChoice("tile", 1.0))
+        segmentation = self._segment_resized(pixels, threshold, timings)
+        return SegmentResult(segmentation, timings, ScaleChoice("resize", self._resize_factor(pixels)))
 
-            start = time.perf_counter()
-            probabilities, model_ms = tiled_probabilities(pixels, self.metadata, self.run_tensor)
-            timings["model"] = model_ms
-            timings["preprocess"] = elapsed_ms(start) - model_ms
-            start = time.perf_counter()
-            segmentation = segment_probabilities(probabilities, self.metadata, threshold)
+    def _resize_factor(self, pixels: np.ndarray) -> float:
+        (height, width), (input_h, input_w) = pixels.shape[:2], self.metadata.input_size
+        return float(np.sqrt(input_h / height * input_w / width))
+
+    def _segment_resized(self, pixels: np.ndarray, threshold: float | None, timings: dict) -> Segmentation:
+        start = time.perf_counter()
+        tensor, info = preprocess(pixels, self.metadata)
+        _add(timings, "preprocess", elapsed_ms(start))
+        start = time.perf_counter()
+        output = self.run_tensor(tensor)
+        _add(timings, "model", elapsed_ms(start))
+        start = time.perf_counter()
+        segmentation = postprocess(output, info, self.metadata, threshold)
+        _add(timings, "postprocess", elapsed_ms(start))
+        return segmentation
+
+    def _segment_scaled(
+        self, pixels: np.ndarray, factor: float, threshold: float | None, timings: dict
+    ) -> Segmentation:
+        """Rescale by `factor`, run model-sized windows, bring the result back to the image size."""
+        from unet.runtime.tiling import tiled_probabilities
+
+        start = time.perf_counter()
+        size = pixels.shape[:2]
+        scaled = pixels
+        if factor != 1.0:
+            scaled_size = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor)))
+            scaled = resize_array(pixels, scaled_size, Image.Resampling.BILINEAR)
+        probabilities, model_ms = tiled_probabilities(scaled, self.metadata, self.run_tensor)
+        _add(timings, "model", model_ms)
+        _add(timings, "preprocess", elapsed_ms(start) - model_ms)
+        start = time.perf_counter()
+        segmentation = segment_probabilities(probabilities, self.metadata, threshold, size)
+        _add(timings, "postprocess", elapsed_ms(start))
+        return segmentation
+
+    def _segment_auto_scaled(
+        self, pixels: np.ndarray, threshold: float | None, tile: bool, timings: dict
+    ) -> SegmentResult:
+        if self.metadata.mode != "instance":
+            raise UserError("auto-scale measures objects, so it needs an instance model; "
+                            f"{self.metadata.name!r} is {self.metadata.mode}")
+        trained_diameter(self.metadata)
+        factor = 1.0 if tile else self._resize_factor(pixels)
+        if tile:
+            first = self._segment_scaled(pixels, factor, threshold, timings)
         else:
-            start = time.perf_counter()
-            tensor, info = preprocess(pixels, self.metadata)
-            timings["preprocess"] = elapsed_ms(start)
-            start = time.perf_counter()
-            output = self.run_tensor(tensor)
-            timings["model"] = elapsed_ms(start)
-            start = time.perf_counter()
-            segmentation = postprocess(output, info, self.metadata, threshold)
-        timings["postprocess"] = elapsed_ms(start)
-        return SegmentResult(segmentation, timings)
+            first = self._segment_resized(pixels, threshold, timings)
+        measured = median_diameter(first.instance_labels)
+        if measured is None or not needs_second_pass(self.metadata, measured * factor):
+            return SegmentResult(first, timings, ScaleChoice("auto", factor, measured, passes=1))
+        factor = scale_for_diameter(self.metadata, measured)
+        second = self._segment_scaled(pixels, factor, threshold, timings)
+        return SegmentResult(second, timings, ScaleChoice("auto", factor, measured, passes=2))
 
     def timed_run(self, tensor: np.ndarray, runs: int) -> ModelTiming:
         """One warm-up call, whose output is kept, then `runs` timed calls on the same tensor."""
@@ -104,3 +188,7 @@ class Segmenter:
             self.run_tensor(tensor)
             latencies.append(elapsed_ms(start))
         return ModelTiming(output, warmup_ms, latencies)
+
+
+def _add(timings: dict[str, float], stage: str, milliseconds: float) -> None:
+    timings[stage] = timings.get(stage, 0.0) + milliseconds

@@ -12,8 +12,8 @@ import tensorflow as tf
 from PIL import Image
 
 from unet.runtime.imageio import resize_array
-from unet.runtime.metadata import ModelMetadata
-from unet.runtime.preprocess import normalise_to_channels, preprocess
+from unet.runtime.metadata import ModelMetadata, Normalisation
+from unet.runtime.preprocess import normalise_intensities, normalise_to_channels, preprocess
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Augmentation:
     contrast: tuple[float, float] = (0.7, 1.3)
     gamma: tuple[float, float] = (0.7, 1.5)
     noise: float = 0.03
+    instance_brightness: float = 1.0
 
 
 def prepare_training_images(images: list[np.ndarray], metadata: ModelMetadata) -> list[np.ndarray]:
@@ -41,15 +42,26 @@ def training_dataset(
     batch_size: int,
     seed: int,
     augmentation: Augmentation = Augmentation(),  # noqa: B008  (frozen defaults)
+    instance_labels: list[np.ndarray] | None = None,
+    normalisation: Normalisation | None = None,
 ) -> tf.data.Dataset:
     """An endless stream of augmented (image, target) batches.
 
     images: (H, W, C) float32 in [0, 1], any size; targets: (H, W) class indices.
     Crops cycle through the images in a fresh shuffled order each pass, so a dataset of
     12 large images still gives full batches; the caller sets steps per epoch.
+    With `instance_labels` and `augmentation.instance_brightness` > 1, half of the images are
+    served with each object's brightness scaled on its own (see `scale_instance_brightness`).
     """
     channels = images[0].shape[-1]
     order_rng = np.random.default_rng(seed)
+    spread = augmentation.instance_brightness
+    owners = None
+    if instance_labels is not None and spread > 1:
+        from skimage.segmentation import expand_labels
+
+        # An object's glow reaches past its outline; scale it with the object.
+        owners = [expand_labels(labels, distance=2) for labels in instance_labels]
 
     def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         order: list[int] = []
@@ -57,7 +69,10 @@ def training_dataset(
             if not order:
                 order = list(order_rng.permutation(len(images)))
             index = order.pop()
-            yield images[index], targets[index][..., None].astype(np.float32)
+            image = images[index]
+            if owners is not None and order_rng.random() < 0.5:
+                image = scale_instance_brightness(image, owners[index], spread, order_rng, normalisation)
+            yield image, targets[index][..., None].astype(np.float32)
 
     dataset = tf.data.Dataset.from_generator(
         generate,
@@ -92,6 +107,27 @@ def training_dataset(
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+def scale_instance_brightness(
+    image: np.ndarray,
+    owners: np.ndarray,
+    spread: float,
+    rng: np.random.Generator,
+    normalisation: Normalisation | None = None,
+) -> np.ndarray:
+    """Scale each object's signal above the background by its own factor in [1/spread, 1].
+
+    image: (H, W, C) float32 in [0, 1]; owners: (H, W) object ids, 0 = background. With a
+    percentile `normalisation`, the result is stretched again as inference would stretch it.
+    """
+    background_level = np.percentile(image[owners == 0], 50) if (owners == 0).any() else 0.0
+    factors = np.exp(rng.uniform(-np.log(spread), 0.0, size=int(owners.max()) + 1)).astype(np.float32)
+    factors[0] = 1.0
+    scaled = background_level + (image - background_level) * factors[owners][..., None]
+    if normalisation is not None and normalisation.method == "percentile":
+        return normalise_intensities(scaled, normalisation)
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
 def _augment_intensity(image: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:

@@ -34,7 +34,7 @@ UNSUPPORTED_STRATEGIES = {"multiworker": "Keras 3's Model.fit does not run under
 @dataclass
 class TrainConfig:
     out: Path
-    data: Path | None = None
+    data: list[Path] | None = None
     synthetic: SyntheticSpec | None = None
     mode: str = "semantic"
     architecture: str = "unet"
@@ -62,6 +62,7 @@ class TrainConfig:
     marker_min_distance: int = 0
     normalisation: str = "percentile"
     scale_range: tuple[float, float] = (0.7, 1.4)
+    instance_brightness: float = 1.0
     strategy: str = "none"
     verbose: int = 1
     extra_training_info: dict = field(default_factory=dict)
@@ -76,6 +77,7 @@ class TrainingData:
     validation_images: list[np.ndarray]
     validation_targets: list[np.ndarray]
     validation_instances: list[np.ndarray] | None
+    train_instances: list[np.ndarray] | None
     class_names: list[str]
     channels: int
     source: dict
@@ -129,12 +131,14 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     source["train_stems"] = train_stems
     source["validation_stems"] = validation_stems
     validation_labels = [by_stem[s][1] for s in validation_stems]
+    train_stems = balanced_by_folder(train_stems)
     return TrainingData(
         train_images=[by_stem[s][0] for s in train_stems],
         train_targets=_targets_for(config, [by_stem[s][1] for s in train_stems]),
         validation_images=[by_stem[s][0] for s in validation_stems],
         validation_targets=_targets_for(config, validation_labels),
         validation_instances=validation_labels if config.mode == "instance" else None,
+        train_instances=[by_stem[s][1] for s in train_stems] if config.mode == "instance" else None,
         class_names=class_names,
         channels=channels,
         source=source,
@@ -151,25 +155,50 @@ def _synthetic_samples(spec: SyntheticSpec, mode: str):
 
 
 def _folder_samples(config: TrainConfig):
+    """Samples of one or more folder datasets; with several, each stem is `FOLDER/stem`."""
     from unet.data.folder import DatasetError, load_folder
     from unet.data.recipes import RECIPES
 
-    if config.data is None:
-        raise DatasetError("give --data DIR (a folder with images/ and masks/) or --synthetic")
+    if not config.data:
+        raise DatasetError("give --data DIR [DIR ...] (folders with images/ and masks/) or --synthetic")
+    folders = [Path(folder) for folder in config.data]
+    if len({folder.name for folder in folders}) < len(folders):
+        raise DatasetError(f"--data folders must have different names, got {[str(f) for f in folders]}")
     num_classes = len(config.class_names) if config.class_names and config.mode == "semantic" else None
-    samples = load_folder(config.data, num_classes=num_classes)
-    by_stem = {s.stem: (s.image, s.labels) for s in samples}
-    channels = config.channels or (3 if any(s.image.ndim == 3 for s in samples) else 1)
+    by_stem = {}
+    for folder in folders:
+        prefix = f"{folder.name}/" if len(folders) > 1 else ""
+        for sample in load_folder(folder, num_classes=num_classes):
+            by_stem[prefix + sample.stem] = (sample.image, sample.labels)
+    images = [image for image, _ in by_stem.values()]
+    channels = config.channels or (3 if any(image.ndim == 3 for image in images) else 1)
     if config.class_names:
         class_names = list(config.class_names)
     else:
-        highest = max(int(s.labels.max()) for s in samples)
+        highest = max(int(labels.max()) for _, labels in by_stem.values())
         class_names = ["background", *[f"class{i}" for i in range(1, max(highest, 1) + 1)]]
     # As given, never resolved: the metadata ships, and an absolute path would name this machine.
-    source = {"data": Path(config.data).as_posix()}
-    if Path(config.data).name in RECIPES and (Path(config.data) / "SOURCE.md").is_file():
-        source["dataset"] = Path(config.data).name
+    recorded = [folder.as_posix() for folder in folders]
+    datasets = [f.name for f in folders if f.name in RECIPES and (f / "SOURCE.md").is_file()]
+    if len(folders) == 1:
+        source = {"data": recorded[0], **({"dataset": datasets[0]} if datasets else {})}
+    else:
+        source = {"data": recorded, "dataset": datasets}
     return by_stem, class_names, channels, source
+
+
+def balanced_by_folder(stems: list[str]) -> list[str]:
+    """Stems of several folders (`FOLDER/stem`) repeated so that each folder is drawn about equally.
+
+    14 real images beside 400 simulated ones would otherwise be 3% of what training sees.
+    """
+    by_folder: dict[str, list[str]] = {}
+    for stem in stems:
+        by_folder.setdefault(stem.partition("/")[0] if "/" in stem else "", []).append(stem)
+    if len(by_folder) < 2:
+        return stems
+    largest = max(len(group) for group in by_folder.values())
+    return [stem for group in by_folder.values() for stem in group * round(largest / len(group))]
 
 
 def _split(config: TrainConfig, stems: list[str]) -> tuple[list[str], list[str]]:
@@ -215,8 +244,29 @@ def build_metadata(config: TrainConfig, data: TrainingData) -> ModelMetadata:
             "epochs": config.epochs,
             "seed": config.seed,
             "scale_range": list(config.scale_range),
+            **({"instance_brightness": config.instance_brightness}
+               if config.instance_brightness > 1 else {}),
         },
+        object_diameter=training_object_diameter(data, config) if config.mode == "instance" else None,
     )
+
+
+def training_object_diameter(data: TrainingData, config: TrainConfig) -> float:
+    """The median object diameter, in model-input pixels, that training showed the model.
+
+    Each training image is seen at random scales (never below the crop size); its objects count
+    at the geometric middle of the scales it can be drawn at.
+    """
+    from skimage.measure import regionprops
+
+    low, high = config.scale_range
+    diameters = []
+    for labels in data.train_instances:
+        smallest_scale = config.input_size / min(labels.shape)
+        scales = (max(low, smallest_scale), max(high, smallest_scale))
+        scale = math.sqrt(scales[0] * scales[1])
+        diameters.extend(region.equivalent_diameter_area * scale for region in regionprops(labels))
+    return round(float(np.median(diameters)), 1) if diameters else None
 
 
 def check_model_options(config: TrainConfig, metadata: ModelMetadata) -> None:
@@ -287,7 +337,9 @@ def data_streams(config: TrainConfig, data: TrainingData, metadata: ModelMetadat
     train_stream = training_dataset(
         prepare_training_images(data.train_images, metadata), data.train_targets,
         metadata.input_size, config.batch_size, config.seed,
-        Augmentation(scale=tuple(config.scale_range)),
+        Augmentation(scale=tuple(config.scale_range), instance_brightness=config.instance_brightness),
+        data.train_instances,
+        metadata.normalisation,
     )
     validation_inputs, validation_targets = validation_arrays(
         data.validation_images, data.validation_targets, metadata

@@ -13,7 +13,7 @@ from unet.data.splits import recorded_split
 from unet.runtime.errors import UserError
 from unet.runtime.evaluation import format_instance_scores, score_segmentations
 from unet.runtime.metadata import load_metadata, metadata_path_for, save_metadata
-from unet.runtime.preprocess import segment_probabilities
+from unet.runtime.preprocess import preprocess, segment_probabilities
 from unet.runtime.segmenter import Segmenter
 
 
@@ -26,11 +26,14 @@ def tune_marker_distance(model: Path, candidates: list[int], limit: int | None =
     training = recorded_split(metadata, "train", limit)
     if training is None:
         raise UserError(f"{model} records no reproducible training split to tune on")
-    probabilities = [segmenter.segment(image).segmentation.probabilities for image in training.images]
+    outputs = []
+    for image in training.images:
+        tensor, info = preprocess(image, metadata)
+        outputs.append((segmenter.run_tensor(tensor)[0], info.original_size))
     results = []
     for candidate in candidates:
         metadata.instance.marker_min_distance = candidate
-        predictions = [segment_probabilities(p, metadata) for p in probabilities]
+        predictions = [segment_probabilities(output, metadata, size=size) for output, size in outputs]
         scores = score_segmentations(metadata, predictions, training.targets, training.instance_labels)
         instance = scores["instance"]
         results.append((candidate, instance["f1@0.5"], instance["dsb_score"]))

@@ -1,0 +1,171 @@
+"""How the nuclei model does on images it never trained on, beside the classical baseline.
+
+    python -m bench.generalisation [--model assets/nuclei/nuclei.json]
+                                   [--out bench/results/generalisation.json]
+
+Sources: BBBC007 validation images (the training source, other images), cells3d slices (a
+real source held out of training entirely), and simulated nuclei with settings outside the
+training ranges (brightness spread, nucleus size, photon count, blur) on seeds the training
+data never used. Each row scores float32 and int8 through the shared runtime, plain and with
+auto-scale, and the classical Otsu + watershed baseline, whose parameters are chosen on the
+training sources only. Writes JSON and a Markdown table (the model card embeds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.results_file import write_results
+from unet.cli import run_cli
+from unet.data.nuclei_sim import NucleiSpec, make_nuclei_dataset
+from unet.data.recipes import NUCLEI_SIM, fetch
+from unet.data.splits import recorded_split
+from unet.runtime.classical import ClassicalParams, choose_classical_params, otsu_watershed
+from unet.runtime.instance_metrics import dataset_instance_scores
+from unet.runtime.metadata import ModelMetadata, load_metadata
+from unet.runtime.segmenter import Segmenter
+from unet.runtime.variants import variant_path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+HELD_OUT_SEED = 9_000
+HELD_OUT_IMAGES = 10
+BASELINE_SIM_IMAGES = 30
+VARIANTS = ("float32", "int8")
+
+
+@dataclass
+class Source:
+    name: str
+    labels_made_by: str
+    relation: str
+    images: list[np.ndarray]
+    instance_labels: list[np.ndarray]
+
+
+def simulated_settings() -> dict[str, NucleiSpec]:
+    """Held-out simulator settings: each changes one thing beyond the training ranges."""
+    base = dataclasses.replace(NUCLEI_SIM, count=HELD_OUT_IMAGES)
+    settings = {
+        "training settings": {},
+        f"brightness spread 30x (trained {NUCLEI_SIM.brightness_spread:g}x)": {"brightness_spread": 30.0},
+        "nuclei 5-7 px (trained 8-36)": {"diameter": (5.0, 7.0), "size_jitter": 0.1},
+        "nuclei 44-60 px (trained 8-36)": {"diameter": (44.0, 60.0), "size": (384, 384)},
+        "low light, 15-40 photons (trained 60-2000)": {"photons": (15.0, 40.0)},
+        "heavy blur, sigma 2-3 px (trained 0.5-1.5)": {"blur": (2.0, 3.0)},
+    }
+    return {name: dataclasses.replace(base, seed=HELD_OUT_SEED + index, **changes)
+            for index, (name, changes) in enumerate(settings.items())}
+
+
+def evaluation_sources(metadata: ModelMetadata) -> list[Source]:
+    sources = []
+    validation = recorded_split(metadata, "validation")
+    stems = metadata.training["validation_stems"]
+    real = [i for i, stem in enumerate(stems) if stem.startswith("bbbc007/")]
+    if validation is not None and real:
+        chosen = validation.subset(real)
+        sources.append(Source("BBBC007 validation images", "Voronoi-Otsu (classical)",
+                              "training source, unseen images", chosen.images, chosen.instance_labels))
+    cells3d = fetch("cells3d-nuclei", REPO / "data" / "cells3d-nuclei")
+    from unet.data.folder import load_folder
+
+    samples = load_folder(cells3d)
+    sources.append(Source("cells3d slices (Allen Institute)", "automatic, method not stated",
+                          "held-out source", [s.image for s in samples], [s.labels for s in samples]))
+    for name, spec in simulated_settings().items():
+        simulated = make_nuclei_dataset(spec)
+        sources.append(Source(f"simulated: {name}", "exact (simulator)", "held-out settings and seeds",
+                              [s.image for s in simulated], [s.instance_labels for s in simulated]))
+    return sources
+
+
+def baseline_params(metadata: ModelMetadata) -> ClassicalParams:
+    """Chosen on the training split: every real training image and some simulated ones."""
+    training = recorded_split(metadata, "train")
+    stems = metadata.training["train_stems"]
+    real = [i for i, s in enumerate(stems) if not s.startswith("nuclei-sim/")]
+    simulated = [i for i, s in enumerate(stems) if s.startswith("nuclei-sim/")][:BASELINE_SIM_IMAGES]
+    chosen = training.subset(real + simulated)
+    return choose_classical_params(chosen.images, chosen.instance_labels)
+
+
+def score_source(source: Source, segmenters: dict[str, Segmenter], params: ClassicalParams) -> dict:
+    predicted: dict[str, list[np.ndarray]] = {"classical": []}
+    scales: dict[str, list[float]] = {}
+    for image in source.images:
+        predicted["classical"].append(otsu_watershed(image, params))
+        for variant, segmenter in segmenters.items():
+            for method, options in (("plain", {}), ("auto-scale", {"auto_scale": True})):
+                result = segmenter.segment(image, **options)
+                predicted.setdefault(f"{variant} {method}", []).append(result.segmentation.instance_labels)
+                if method == "auto-scale":
+                    scales.setdefault(variant, []).append(result.scale.passes)
+    scores = {name: _summary(dataset_instance_scores(source.instance_labels, labels))
+              for name, labels in predicted.items()}
+    return {"source": source.name, "labels_made_by": source.labels_made_by, "relation": source.relation,
+            "images": len(source.images), "nuclei": scores["classical"]["true_count"], "scores": scores,
+            "auto_scale_second_passes": {v: int(sum(p == 2 for p in passes)) for v, passes in scales.items()}}
+
+
+def _summary(scores: dict) -> dict:
+    keys = ("f1@0.5", "f1@0.75", "panoptic_quality", "true_count", "predicted_count")
+    return {key: scores[key] for key in keys}
+
+
+def markdown_table(rows: list[dict], params: ClassicalParams, cpu: str) -> str:
+    lines = [
+        "| source | labels made by | images / nuclei | classical F1@0.5 | float32 F1@0.5 / @0.75 / PQ "
+        "| int8 F1@0.5 / @0.75 / PQ | float32 auto-scale F1@0.5 | int8 auto-scale F1@0.5 | found by int8 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        s = row["scores"]
+
+        def triple(name: str, s: dict = s) -> str:
+            return f"{s[name]['f1@0.5']:.3f} / {s[name]['f1@0.75']:.3f} / {s[name]['panoptic_quality']:.3f}"
+
+        lines.append(
+            f"| {row['source']} ({row['relation']}) | {row['labels_made_by']} | {row['images']} / "
+            f"{row['nuclei']} | {s['classical']['f1@0.5']:.3f} | {triple('float32 plain')} | "
+            f"{triple('int8 plain')} | {s['float32 auto-scale']['f1@0.5']:.3f} | "
+            f"{s['int8 auto-scale']['f1@0.5']:.3f} | {s['int8 plain']['predicted_count']} |"
+        )
+    lines += ["", f"Classical baseline: Otsu + distance-transform watershed, {params.to_dict()}, chosen "
+              "on the training split only. Measured with `python -m bench.generalisation` on "
+              f"{cpu}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.generalisation",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=REPO / "assets" / "nuclei" / "nuclei.json")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "generalisation.json")
+    args = parser.parse_args(argv)
+    metadata = load_metadata(args.model)
+    segmenters = {v: Segmenter.from_path(variant_path(args.model, v)) for v in VARIANTS}
+    params = baseline_params(metadata)
+    print(f"classical baseline parameters (training split): {params.to_dict()}")
+    rows = []
+    for source in evaluation_sources(metadata):
+        row = score_source(source, segmenters, params)
+        rows.append(row)
+        print(f"{row['source']}: classical {row['scores']['classical']['f1@0.5']:.3f}, "
+              + ", ".join(f"{k} {v['f1@0.5']:.3f}" for k, v in row["scores"].items() if k != "classical"))
+    cpu = f"{platform.machine()}, {os.cpu_count()} cores"
+    results = {"model": metadata.name, "classical_params": params.to_dict(), "cpu": cpu, "rows": rows}
+    write_results(args.out, results, markdown_table(rows, params, cpu))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

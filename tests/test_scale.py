@@ -1,0 +1,121 @@
+"""Instances at model resolution, and segmenting at the scale where objects have the trained diameter."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from unet.runtime.backends import Backend
+from unet.runtime.errors import UserError
+from unet.runtime.metadata import InstanceParams, ModelMetadata
+from unet.runtime.scale import median_diameter, needs_second_pass, scale_for_diameter
+from unet.runtime.segmenter import Segmenter
+
+
+class ThresholdBackend(Backend):
+    """A stand-in instance model: bright pixels are objects, their outer pixel ring is boundary."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
+        self.shapes.append(tensor.shape)
+        objects = tensor[0, ..., 0] > 0.5
+        interior = ndimage.binary_erosion(objects)
+        probabilities = np.zeros((*objects.shape, 3), np.float32)
+        probabilities[..., 0] = ~objects
+        probabilities[..., 1] = interior
+        probabilities[..., 2] = objects & ~interior
+        return probabilities[None]
+
+
+def instance_metadata(object_diameter: float | None = 20.0, min_size: int = 16) -> ModelMetadata:
+    return ModelMetadata(input_size=(64, 64), channels=1, class_names=["background", "interior", "boundary"],
+                         mode="instance", instance=InstanceParams(min_size=min_size),
+                         object_diameter=object_diameter)
+
+
+def discs(size: int, radius: float, count: int = 4) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    image = np.zeros((size, size), np.uint8)
+    step = size / count
+    for row in range(count):
+        for col in range(count):
+            cy, cx = (row + 0.5) * step, (col + 0.5) * step
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = 200
+    return image
+
+
+def test_median_diameter_of_known_discs():
+    labels = np.zeros((64, 64), np.int32)
+    yy, xx = np.mgrid[:64, :64]
+    labels[(yy - 20) ** 2 + (xx - 20) ** 2 <= 100] = 1
+    labels[(yy - 45) ** 2 + (xx - 45) ** 2 <= 100] = 2
+    assert median_diameter(labels) == pytest.approx(20.0, abs=0.5)
+    assert median_diameter(np.zeros((4, 4), np.int32)) is None
+
+
+def test_scale_factor_brings_objects_to_the_trained_diameter():
+    metadata = instance_metadata(object_diameter=20.0)
+    assert scale_for_diameter(metadata, 40.0) == pytest.approx(0.5)
+    assert scale_for_diameter(metadata, 10.0) == pytest.approx(2.0)
+    assert not needs_second_pass(metadata, 24.0) and needs_second_pass(metadata, 26.0)
+    with pytest.raises(UserError, match="positive"):
+        scale_for_diameter(metadata, 0)
+    with pytest.raises(UserError, match="records no object_diameter"):
+        scale_for_diameter(instance_metadata(object_diameter=None), 10.0)
+
+
+def test_instances_are_separated_at_model_resolution_and_returned_at_image_size():
+    # 256 px image -> 64 px model input: a 6 px disc (28 px^2) is under 2 px^2 at the model's
+    # resolution, where min_size (16 model pixels) is defined, so it is dropped.
+    image = discs(256, radius=12, count=4)
+    image[2:8, 2:8] = 200
+    segmenter = Segmenter(ThresholdBackend(), instance_metadata(min_size=4))
+    result = segmenter.segment(image)
+    labels = result.segmentation.instance_labels
+    assert labels.shape == (256, 256) and result.segmentation.class_mask.shape == (256, 256)
+    assert result.segmentation.instance_count == 16
+    assert result.scale.method == "resize" and result.scale.factor == pytest.approx(0.25)
+
+
+def test_given_diameter_rescales_then_tiles_and_maps_back():
+    image = discs(128, radius=20, count=2)  # 40 px objects; trained for 20
+    backend = ThresholdBackend()
+    segmenter = Segmenter(backend, instance_metadata(object_diameter=20.0))
+    backend.shapes.clear()
+    result = segmenter.segment(image, object_diameter=40.0)
+    assert result.scale.method == "given" and result.scale.factor == pytest.approx(0.5)
+    assert backend.shapes == [(1, 64, 64, 1)]  # 128 px * 0.5 = one 64 px window
+    assert result.segmentation.instance_labels.shape == (128, 128)
+    assert result.segmentation.instance_count == 4
+    assert median_diameter(result.segmentation.instance_labels) == pytest.approx(40, abs=3)
+
+
+def test_auto_scale_runs_a_second_pass_only_when_the_first_is_off_scale():
+    metadata = instance_metadata(object_diameter=20.0, min_size=4)
+    segmenter = Segmenter(ThresholdBackend(), metadata)
+    # 256 px image with 80 px discs -> 20 px at the 64 px input: already at scale.
+    at_scale = segmenter.segment(discs(256, radius=40, count=2), auto_scale=True)
+    assert at_scale.scale.passes == 1
+    # 256 px image with 16 px discs -> 4 px at the input: rescaled x1.25 and tiled.
+    small = segmenter.segment(discs(256, radius=8, count=4), auto_scale=True)
+    assert small.scale.passes == 2
+    assert small.scale.object_diameter_px == pytest.approx(16, abs=3)
+    assert small.scale.factor == pytest.approx(20 / small.scale.object_diameter_px)
+    assert small.segmentation.instance_count == 16
+
+
+def test_scale_options_are_refused_where_they_cannot_work(binary_metadata):
+    segmenter = Segmenter(ThresholdBackend(), instance_metadata())
+    with pytest.raises(UserError, match="not both"):
+        segmenter.segment(discs(64, 5), object_diameter=10.0, auto_scale=True)
+
+    class Binary(Backend):
+        def _run(self, tensor):
+            return np.zeros((*tensor.shape[:3], 1), np.float32)
+
+    with pytest.raises(UserError, match="needs an instance model"):
+        Segmenter(Binary(), ModelMetadata(**{**binary_metadata.to_dict(), "object_diameter": 10.0,
+                                             "normalisation": binary_metadata.normalisation})
+                  ).segment(np.zeros((32, 32), np.uint8), auto_scale=True)

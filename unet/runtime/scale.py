@@ -1,0 +1,73 @@
+"""Object scale: segment an image at the scale where its objects have the trained diameter.
+
+Nuclei measure 8 px in one microscope's images and 40 px in another's. A model sees objects
+best at the diameter its training showed it (`metadata.object_diameter`, model-input pixels),
+so an image whose objects are `d` px across is rescaled by `object_diameter / d` and then
+segmented in model-sized windows. `d` comes from the user, or from a first pass that measures
+the median object of the plain (resize-to-input) segmentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from unet.runtime.errors import UserError
+from unet.runtime.metadata import ModelMetadata
+
+# A first pass whose objects are within this factor of the trained diameter is kept as it is.
+AUTO_SCALE_TOLERANCE = 1.25
+# Rescaling never goes beyond these factors (an estimate from a handful of specks is no guide).
+SCALE_LIMITS = (0.125, 8.0)
+
+
+@dataclass(frozen=True)
+class ScaleChoice:
+    """How an image was scaled for the model.
+
+    method: "resize" (whole image to the model input), "given" (the caller's object
+        diameter) or "auto" (estimated by a first pass).
+    factor: model-input pixels per image pixel.
+    object_diameter_px: the objects' diameter in image pixels (given or measured), if known.
+    passes: model passes spent (auto: 1 when the first pass was already at scale, else 2).
+    """
+
+    method: str
+    factor: float
+    object_diameter_px: float | None = None
+    passes: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def trained_diameter(metadata: ModelMetadata) -> float:
+    if metadata.object_diameter is None:
+        raise UserError(
+            f"model {metadata.name!r} records no object_diameter in its metadata, so it cannot be "
+            "rescaled to its objects' size; retrain it with this version, or drop the scale option"
+        )
+    return metadata.object_diameter
+
+
+def scale_for_diameter(metadata: ModelMetadata, object_diameter_px: float) -> float:
+    """Model-input pixels per image pixel that bring objects of this diameter to the trained one."""
+    if not object_diameter_px > 0:
+        raise UserError(f"object diameter must be a positive number of pixels, got {object_diameter_px}")
+    factor = trained_diameter(metadata) / object_diameter_px
+    return float(np.clip(factor, *SCALE_LIMITS))
+
+
+def median_diameter(instance_labels: np.ndarray) -> float | None:
+    """Median equivalent-circle diameter of the instances, in pixels; None when there are none."""
+    areas = np.bincount(instance_labels.ravel())[1:]
+    areas = areas[areas > 0]
+    if areas.size == 0:
+        return None
+    return float(np.median(np.sqrt(4.0 * areas / np.pi)))
+
+
+def needs_second_pass(metadata: ModelMetadata, measured_in_model_px: float) -> bool:
+    ratio = measured_in_model_px / trained_diameter(metadata)
+    return not 1 / AUTO_SCALE_TOLERANCE <= ratio <= AUTO_SCALE_TOLERANCE
