@@ -1,14 +1,14 @@
 """How the nuclei model does on images it never trained on, beside the classical baseline.
 
-    python -m bench.generalisation [--model assets/nuclei/nuclei.json]
-                                   [--out bench/results/generalisation.json]
+    python -m bench.generalisation [--model assets/nuclei/nuclei.json] [--out JSON]
 
 Sources: BBBC007 validation images (the training source, other images), cells3d slices (a
 real source held out of training entirely), and simulated nuclei with settings outside the
 training ranges (brightness spread, nucleus size, photon count, blur) on seeds the training
 data never used. Each row scores float32 and int8 through the shared runtime, plain and with
 auto-scale, and the classical Otsu + watershed baseline, whose parameters are chosen on the
-training sources only. Writes JSON and a Markdown table (the model card embeds it).
+training sources only. Writes `generalisation.json` and `generalisation.md` beside the model
+(the model card embeds the table).
 """
 
 from __future__ import annotations
@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.generalisation",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=REPO / "assets" / "nuclei" / "nuclei.json")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "generalisation.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: generalisation.json beside the model")
     args = parser.parse_args(argv)
     metadata = load_metadata(args.model)
     segmenters = {v: Segmenter.from_path(variant_path(args.model, v)) for v in VARIANTS}
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v['f1@0.5']:.3f}" for k, v in row["scores"].items() if k != "classical"))
     cpu = f"{platform.machine()}, {os.cpu_count()} cores"
     results = {"model": metadata.name, "classical_params": params.to_dict(), "cpu": cpu, "rows": rows}
-    write_results(args.out, results, markdown_table(rows, params, cpu))
+    write_results(args.out or args.model.with_name("generalisation.json"), results,
+                  markdown_table(rows, params, cpu))
     return 0
 
 
