@@ -116,6 +116,38 @@ def score_source(source: Source, segmenters: dict[str, Segmenter], params: Class
             "auto_scale_second_passes": {v: int(sum(p == 2 for p in passes)) for v, passes in scales.items()}}
 
 
+def instances_at_image_size(output: np.ndarray, size: tuple[int, int], metadata: ModelMetadata) -> np.ndarray:
+    """The previous post-processing: resize the probabilities to the image, then separate there.
+
+    Sizes in the parameters are model-input pixels; they are scaled to the image for fairness.
+    """
+    from PIL import Image
+
+    from unet.runtime.imageio import resize_array
+    from unet.runtime.instances import instances_from_probabilities
+
+    scale = float(np.sqrt(size[0] * size[1] / (output.shape[0] * output.shape[1])))
+    params = dataclasses.replace(
+        metadata.instance, min_size=max(1, round(metadata.instance.min_size * scale**2)),
+        marker_min_distance=round(metadata.instance.marker_min_distance * scale))
+    return instances_from_probabilities(resize_array(output, size, Image.Resampling.BILINEAR), params)
+
+
+def postprocess_resolution_scores(source: Source, segmenter: Segmenter) -> dict[str, float]:
+    """F1@0.5 of one model output separated at model resolution (now) and at image size (before)."""
+    from unet.runtime.preprocess import postprocess, preprocess
+
+    metadata = segmenter.metadata
+    now, before = [], []
+    for image in source.images:
+        tensor, info = preprocess(image, metadata)
+        output = segmenter.run_tensor(tensor)
+        now.append(postprocess(output, info, metadata).instance_labels)
+        before.append(instances_at_image_size(output[0], info.original_size, metadata))
+    return {"model resolution (now)": dataset_instance_scores(source.instance_labels, now)["f1@0.5"],
+            "image size (before)": dataset_instance_scores(source.instance_labels, before)["f1@0.5"]}
+
+
 def _summary(scores: dict) -> dict:
     keys = ("f1@0.5", "f1@0.75", "panoptic_quality", "true_count", "predicted_count")
     return {key: scores[key] for key in keys}
@@ -139,6 +171,13 @@ def markdown_table(rows: list[dict], params: ClassicalParams, cpu: str) -> str:
             f"{triple('int8 plain')} | {s['float32 auto-scale']['f1@0.5']:.3f} | "
             f"{s['int8 auto-scale']['f1@0.5']:.3f} | {s['int8 plain']['predicted_count']} |"
         )
+    lines += ["", "Instance separation at the model's resolution (now) against separation after resizing "
+              "to the image (before), int8, F1@0.5:", "", "| source | model resolution | image size |",
+              "|---|---:|---:|"]
+    for row in rows:
+        f1 = row["int8_f1_by_postprocess_resolution"]
+        lines.append(f"| {row['source']} | {f1['model resolution (now)']:.3f} | "
+                     f"{f1['image size (before)']:.3f} |")
     lines += ["", f"Classical baseline: Otsu + distance-transform watershed, {params.to_dict()}, chosen "
               "on the training split only. Measured with `python -m bench.generalisation` on "
               f"{cpu}."]
@@ -159,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for source in evaluation_sources(metadata):
         row = score_source(source, segmenters, params)
+        row["int8_f1_by_postprocess_resolution"] = postprocess_resolution_scores(source, segmenters["int8"])
         rows.append(row)
         print(f"{row['source']}: classical {row['scores']['classical']['f1@0.5']:.3f}, "
               + ", ".join(f"{k} {v['f1@0.5']:.3f}" for k, v in row["scores"].items() if k != "classical"))

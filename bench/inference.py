@@ -144,6 +144,40 @@ def stage_timings(model_path: Path, image_path: Path, runs: int) -> dict[str, fl
     return {stage: round(float(np.median(values[1:])), 3) for stage, values in samples.items()}
 
 
+POSTPROCESS_SIZE = (512, 512)
+# The instance post-processing of the previous release: separation after resizing to the image's
+# size, seeds at distance-transform peaks 10 px apart (the shipped model's tuned value then).
+PREVIOUS_MARKER_DISTANCE = 10
+
+
+def instance_postprocess_timings(model_path: Path, image_path: Path, runs: int) -> dict[str, dict]:
+    """At 512x512: the int8 model call, and instance post-processing now and before, interleaved."""
+    import dataclasses
+
+    from PIL import Image
+
+    from unet.runtime.imageio import resize_array
+    from unet.runtime.instances import instances_from_probabilities
+    from unet.runtime.preprocess import postprocess
+
+    segmenter = Segmenter.from_path(model_path, num_threads=CPUS)
+    metadata = segmenter.metadata
+    image = resize_array(read_image(image_path), POSTPROCESS_SIZE, Image.Resampling.BILINEAR)
+    tensor, info = preprocess(image, metadata)
+    output = segmenter.run_tensor(tensor)
+    previous = dataclasses.replace(metadata.instance, marker_min_distance=PREVIOUS_MARKER_DISTANCE)
+
+    def before(_: np.ndarray) -> object:
+        probabilities = resize_array(output[0], POSTPROCESS_SIZE, Image.Resampling.BILINEAR)
+        return instances_from_probabilities(probabilities, previous)
+
+    runners = {"int8 model call": segmenter.run_tensor,
+               "postprocess (now: instances at model resolution)":
+                   lambda _: postprocess(output, info, metadata),
+               "postprocess (before: instances at 512x512, distance-peak seeds)": before}
+    return interleaved_latency(runners, tensor, runs, settle_s=SETTLE_S)
+
+
 def variant_accuracy(model_dir: Path, stem: str) -> dict[str, dict]:
     report = json.loads((model_dir / f"{stem}.export.json").read_text())
     rows = {KERAS.id: report.get("keras", {})}
@@ -187,11 +221,15 @@ def bench_model(metadata_path: Path, runs: int, peak: float) -> dict:
                       "gflop_per_s": round(gflops, 2), "fraction_of_matmul_peak": round(gflops / peak, 4)}
         print(f"  {name:<28} p50 {timing['p50_ms']:8.2f} ms  p95 {timing['p95_ms']:8.2f} ms  "
               f"x{rows[name]['ratio_to_keras_p50']:.2f} vs Keras  {gflops:6.2f} GFLOP/s")
-    return {
+    result = {
         "input": list(tensor.shape), "example": image_path.name, "flops_per_image": flops,
         "latency": rows, "accuracy": variant_accuracy(model_dir, stem),
         "stages_ms_int8": stage_timings(model_dir / f"{stem}.int8.tflite", image_path, min(runs, 20)),
     }
+    if metadata.mode == "instance":
+        result["instance_postprocess_512"] = instance_postprocess_timings(
+            model_dir / f"{stem}.int8.tflite", image_path, min(runs, 30))
+    return result
 
 
 def render_markdown(results: dict) -> str:
@@ -217,6 +255,13 @@ def render_markdown(results: dict) -> str:
                          f"{'' if accuracy is None else f'{accuracy:.4f}'} |")
         stages = ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in model["stages_ms_int8"].items())
         lines += ["", f"One request on LiteRT int8, median per stage: {stages}.", ""]
+        if "instance_postprocess_512" in model:
+            timings = model["instance_postprocess_512"]
+            lines += ["Instance post-processing of a 512x512 image beside the int8 model call, "
+                      "interleaved in this run:", "", "| step | p50 ms | p95 ms |", "|---|---:|---:|"]
+            lines += [f"| {step} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} |"
+                      for step, row in timings.items()]
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 

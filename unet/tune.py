@@ -7,19 +7,25 @@ import sys
 from pathlib import Path
 
 from unet.cli import run_cli
-from unet.training.tuning import save_marker_distance, tune_marker_distance
+from unet.training.tuning import save_instance_params, tune_instance_params
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unet.tune", description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
-    parser.add_argument("--candidates", default="0,4,6,8,10", help="comma-separated distances in pixels")
+    parser.add_argument("--candidates", default="0,3,4,5,7",
+                        help="comma-separated marker distances, in model-input pixels (0: one seed "
+                        "per interior region)")
+    parser.add_argument("--interior-thresholds", default="0.5,0.65,0.8",
+                        help="comma-separated interior probability thresholds")
     parser.add_argument("--limit", type=int, default=None, help="at most this many training images")
     args = parser.parse_args(argv)
-    candidates = [int(v) for v in args.candidates.split(",")]
-    best, _ = tune_marker_distance(args.model, candidates, args.limit)
-    path = save_marker_distance(args.model, best)
-    print(f"chose marker_min_distance {best}; wrote {path}")
+    distances = [int(v) for v in args.candidates.split(",")]
+    thresholds = [float(v) for v in args.interior_thresholds.split(",")]
+    best, _ = tune_instance_params(args.model, distances, thresholds, args.limit)
+    path = save_instance_params(args.model, best)
+    print(f"chose marker_min_distance {best.marker_min_distance}, interior_threshold "
+          f"{best.interior_threshold}; wrote {path}")
     return 0
 
 

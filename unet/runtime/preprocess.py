@@ -4,8 +4,8 @@
       -> normalise intensities -> model channels -> resize to the model input
       -> tensor (1, h, w, C) float32 in [0, 1]            [preprocess]
     backend output (1, h, w, K) float32 probabilities
-      -> instances at (h, w), resized to (H, W) by nearest (instance models)
-      -> resize to (H, W) -> threshold or argmax -> class mask (H, W)   [postprocess]
+      semantic: -> resize to (H, W) -> threshold or argmax -> class mask (H, W)
+      instance: -> argmax and instances at (h, w) -> nearest to (H, W)       [postprocess]
 
 Keras, LiteRT float32/float16/int8 and the edge runner all go through these two functions,
 so any difference between their masks comes from the model, never from the plumbing.
@@ -38,7 +38,8 @@ class PreprocessInfo:
 class Segmentation:
     """A segmented image at its original size.
 
-    probabilities: (H, W, K) float32, K = model output channels (1 for a sigmoid model).
+    probabilities: (H, W, K) float32, K = model output channels (1 for a sigmoid model); for
+        instance models at the resolution the instances were separated at, not the image's.
     class_mask: (H, W) uint8 class indices.
     instance_labels: (H, W) int32 instance ids (0 = background), instance models only.
     """
@@ -123,9 +124,11 @@ def segment_probabilities(
 ) -> Segmentation:
     """Probabilities (h, w, K) in model-input pixels -> class mask and instances at `size`.
 
-    Instances are separated where the post-processing parameters are defined, in model-input
-    pixels, and then brought to `size` (default: unchanged) by nearest neighbour: at 512x512
-    that is 4x fewer pixels for the watershed than separating after the resize.
+    Semantic models: probabilities resized bilinearly to `size` (default: unchanged), then
+    thresholded or arg-maxed. Instance models: classes and instances are decided where the
+    post-processing parameters are defined, in model-input pixels, and both are brought to
+    `size` by nearest neighbour, so they agree pixel for pixel. At 512x512 that is 4x fewer
+    pixels for the watershed, and no 3-channel float resize (5 ms of the 16 ms it took).
     """
     expected = metadata.output_channels
     if probabilities.shape[-1] != expected:
@@ -133,18 +136,21 @@ def segment_probabilities(
             f"model output has {probabilities.shape[-1]} channels but the metadata describes "
             f"{metadata.num_classes} classes ({expected} output channels)"
         )
-    instance_labels = None
     if metadata.mode == "instance":
         from unet.runtime.instances import instances_from_probabilities
 
+        class_mask = np.argmax(probabilities, axis=-1).astype(np.uint8)
         instance_labels = instances_from_probabilities(probabilities, metadata.instance)
+        if size is not None:
+            class_mask = resize_array(class_mask, size, Image.Resampling.NEAREST)
+            instance_labels = resize_array(instance_labels, size, Image.Resampling.NEAREST)
+        return Segmentation(probabilities, class_mask, instance_labels)
     if size is not None:
         probabilities = resize_array(probabilities, size, Image.Resampling.BILINEAR)
-        if instance_labels is not None:
-            instance_labels = resize_array(instance_labels, size, Image.Resampling.NEAREST)
     if expected == 1:
         cut = metadata.threshold if threshold is None else threshold
         class_mask = (probabilities[..., 0] >= cut).astype(np.uint8)
     else:
         class_mask = np.argmax(probabilities, axis=-1).astype(np.uint8)
+    instance_labels = None
     return Segmentation(probabilities, class_mask, instance_labels)

@@ -1,24 +1,30 @@
 """Tune instance post-processing on the training split (never the validation split).
 
-Each `marker_min_distance` candidate is scored on the training images; the one with the best
-F1@0.5 (ties: the DSB score) is written into the model's metadata, so every backend, the
-edge runner and the app use it.
+Every (marker_min_distance, interior_threshold) pair is scored on the training images; the
+one with the best F1@0.5 (ties: the DSB score) is written into the model's metadata, so every
+backend, the edge runner and the app use it. With several training folders, F1 is averaged
+over the folders, so 400 simulated images with 100 nuclei each do not outvote 11 real ones.
+The model runs once per image; only the post-processing is repeated.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from itertools import product
 from pathlib import Path
 
 from unet.data.splits import recorded_split
 from unet.runtime.errors import UserError
 from unet.runtime.evaluation import format_instance_scores, score_segmentations
-from unet.runtime.metadata import load_metadata, metadata_path_for, save_metadata
+from unet.runtime.metadata import InstanceParams, load_metadata, metadata_path_for, save_metadata
 from unet.runtime.preprocess import preprocess, segment_probabilities
 from unet.runtime.segmenter import Segmenter
 
 
-def tune_marker_distance(model: Path, candidates: list[int], limit: int | None = None) -> tuple[int, list]:
-    """The best marker_min_distance on the training split, and every candidate's scores."""
+def tune_instance_params(
+    model: Path, distances: list[int], interior_thresholds: list[float], limit: int | None = None
+) -> tuple[InstanceParams, list]:
+    """The best post-processing parameters on the training split, and every candidate's scores."""
     segmenter = Segmenter.from_path(model)
     metadata = segmenter.metadata
     if metadata.mode != "instance":
@@ -26,25 +32,39 @@ def tune_marker_distance(model: Path, candidates: list[int], limit: int | None =
     training = recorded_split(metadata, "train", limit)
     if training is None:
         raise UserError(f"{model} records no reproducible training split to tune on")
+    stems = list(metadata.training["train_stems"])[: len(training.images)]
+    folder_of = [stem.partition("/")[0] if "/" in stem else "" for stem in stems]
+    groups = {folder: [i for i, own in enumerate(folder_of) if own == folder]
+              for folder in sorted(set(folder_of))}
     outputs = []
     for image in training.images:
         tensor, info = preprocess(image, metadata)
         outputs.append((segmenter.run_tensor(tensor)[0], info.original_size))
+    original = metadata.instance
     results = []
-    for candidate in candidates:
-        metadata.instance.marker_min_distance = candidate
+    for distance, threshold in product(distances, interior_thresholds):
+        metadata.instance = dataclasses.replace(original, marker_min_distance=distance,
+                                                interior_threshold=threshold)
         predictions = [segment_probabilities(output, metadata, size=size) for output, size in outputs]
-        scores = score_segmentations(metadata, predictions, training.targets, training.instance_labels)
-        instance = scores["instance"]
-        results.append((candidate, instance["f1@0.5"], instance["dsb_score"]))
-        print(f"marker_min_distance {candidate:>3}: {format_instance_scores(instance)}")
+        per_folder = {}
+        for folder, indices in groups.items():
+            subset = training.subset(indices)
+            scores = score_segmentations(metadata, [predictions[i] for i in indices], subset.targets,
+                                         subset.instance_labels)
+            per_folder[folder] = scores["instance"]
+        f1 = sum(s["f1@0.5"] for s in per_folder.values()) / len(per_folder)
+        dsb = sum(s["dsb_score"] for s in per_folder.values()) / len(per_folder)
+        results.append((metadata.instance, f1, dsb))
+        print(f"marker_min_distance {distance:>3}, interior_threshold {threshold:.2f}: "
+              f"mean F1@0.5 {f1:.4f}; " + "; ".join(f"{folder or 'all'}: {format_instance_scores(s)}"
+                                                     for folder, s in per_folder.items()))
     best = max(results, key=lambda row: (round(row[1], 4), row[2]))[0]
     return best, results
 
 
-def save_marker_distance(model: Path, distance: int) -> Path:
-    """Write the chosen distance into the model's metadata; returns the metadata path."""
+def save_instance_params(model: Path, params: InstanceParams) -> Path:
+    """Write the chosen parameters into the model's metadata; returns the metadata path."""
     metadata = load_metadata(model)
-    metadata.instance.marker_min_distance = distance
-    metadata.training["tuned_on"] = "train split: marker_min_distance"
+    metadata.instance = params
+    metadata.training["tuned_on"] = "train split: marker_min_distance, interior_threshold"
     return save_metadata(metadata, metadata_path_for(model))
