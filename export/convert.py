@@ -60,15 +60,23 @@ def convert_variant(
     variant: str,
     representative: RepresentativeData | None = None,
     float_layers: tuple[str, ...] = (),
+    float_tensors: tuple[str, ...] = (),
 ) -> bytes:
-    """Bytes of one `.tflite` variant. `float_layers` keeps those Keras layers in float32."""
+    """Bytes of one `.tflite` variant.
+
+    float_layers: Keras layer names whose tensors stay in float32 (quantised variants only).
+    float_tensors: exact tensor names (as the QuantizationDebugger names them) kept in float32.
+    """
     if variant == "dynamic":
         warnings.warn(
             "dynamic-range quantisation is usually slower than float32 on CPU and does not "
             "load on tflite-runtime 2.14", stacklevel=2,
         )
-    if float_layers and variant in QUANTISED_VARIANTS:
-        return _selectively_quantised(saved_model, variant, representative, float_layers)
+    if variant in QUANTISED_VARIANTS and (float_layers or float_tensors):
+        tensors = list(float_tensors)
+        if float_layers:
+            tensors += tensors_of_layers(layer_statistics(saved_model, representative), float_layers)
+        return quantised_keeping_float(saved_model, variant, representative, sorted(set(tensors)))
     return _converter(saved_model, variant, representative).convert()
 
 
@@ -97,7 +105,8 @@ def layer_statistics(saved_model: Path, representative: RepresentativeData) -> l
     """Per-tensor quantisation error from TFLite's QuantizationDebugger, worst first.
 
     Ranked by RMSE divided by the quantisation scale: how many quantisation steps a layer's
-    output is off on average, comparable across layers of different ranges.
+    output is off on average, comparable across layers of different ranges. `position` is the
+    tensor's place in the model's execution order.
     """
     with _quiet_debugger_interpreter():
         debugger = _debugger(saved_model, representative)
@@ -105,7 +114,7 @@ def layer_statistics(saved_model: Path, representative: RepresentativeData) -> l
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)
     rows = []
-    for row in csv.DictReader(io.StringIO(buffer.getvalue())):
+    for position, row in enumerate(csv.DictReader(io.StringIO(buffer.getvalue()))):
         scale = float(row["scale"]) if row.get("scale") else 0.0
         mse = float(row["mean_squared_error"])
         rows.append({
@@ -114,27 +123,32 @@ def layer_statistics(saved_model: Path, representative: RepresentativeData) -> l
             "rmse": mse**0.5,
             "rmse_over_scale": (mse**0.5) / scale if scale > 0 else 0.0,
             "max_abs_error": float(row["max_abs_error"]),
+            "position": position,
         })
     return sorted(rows, key=lambda r: r["rmse_over_scale"], reverse=True)
 
 
-def _selectively_quantised(
-    saved_model: Path, variant: str, representative: RepresentativeData, float_layers: tuple[str, ...]
-) -> bytes:
-    """Full-integer model except the named layers, which stay in float (debugger denylist)."""
-    statistics = layer_statistics(saved_model, representative)
-    denylisted = sorted({
+def tensors_of_layers(statistics: list[dict], float_layers: tuple[str, ...]) -> list[str]:
+    """The debugger's tensor names that belong to the named Keras layers."""
+    tensors = sorted({
         row["tensor"] for row in statistics
         if any(f"/{name}" in row["tensor"] or row["tensor"].startswith(name) for name in float_layers)
     })
-    if not denylisted:
+    if not tensors:
         names = sorted({row["tensor"].split(";")[0] for row in statistics})[:20]
         raise UserError(f"--float-layers {','.join(float_layers)} matched no quantised tensor; "
-                         f"tensors look like: {names}")
+                        f"tensors look like: {names}")
+    return tensors
+
+
+def quantised_keeping_float(
+    saved_model: Path, variant: str, representative: RepresentativeData, tensors: list[str]
+) -> bytes:
+    """Full-integer model except the named tensors, which stay in float (debugger denylist)."""
     warnings.warn(
-        f"keeping {len(denylisted)} tensors in float: the {variant} model keeps float32 input "
+        f"keeping {len(tensors)} tensors in float: the {variant} model keeps float32 input "
         "and output (TFLite's selective quantisation does not quantise the model's I/O)",
         stacklevel=2,
     )
     with _quiet_debugger_interpreter():
-        return _debugger(saved_model, representative, denylisted).get_nondebug_quantized_model()
+        return _debugger(saved_model, representative, tensors).get_nondebug_quantized_model()

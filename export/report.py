@@ -83,6 +83,45 @@ def render_markdown(report: dict, metadata: ModelMetadata) -> str:
                 f"{quantisation['zero_point']}; output {row['output']['dtype']} scale "
                 f"{row['output']['scale']:.6g} zero-point {row['output']['zero_point']}."
             )
+    rewrites = report.get("rewrites", {})
+    if rewrites.get("layers"):
+        lines += ["", f"Rewritten before conversion ({len(rewrites['layers'])} layers, outputs identical to "
+                  f"the original: largest difference {rewrites['max_abs_difference']:g}; `--no-rewrite` "
+                  "turns this off):", ""]
+        lines += [f"- `{r['layer']}`: {r['was']} => {r['now']}" for r in rewrites["layers"]]
+    elif rewrites and not rewrites.get("enabled"):
+        lines += ["", "Layer rewrites were turned off (`--no-rewrite`)."]
+    graphs = {variant: row["graph"] for variant, row in report["variants"].items() if "graph" in row}
+    if graphs:
+        lines += ["", "Graph health (as LiteRT loads each file with XNNPACK; LiteRT's Python API has no "
+                  "per-op profiler, so the ops outside XNNPACK are named instead of timed):", "",
+                  "| variant | ops | XNNPACK partitions | ops outside XNNPACK | op counts |",
+                  "|---|---:|---:|---|---|"]
+        for variant, graph in graphs.items():
+            outside = ", ".join(f"{count} {op}" for op, count in graph["outside_delegate"].items()) or "none"
+            counts = ", ".join(f"{op} {count}" for op, count in graph["op_counts"].items())
+            lines.append(f"| {variant} | {sum(graph['op_counts'].values())} | {graph['partitions']} | "
+                         f"{outside} | {counts} |")
+        for variant, graph in graphs.items():
+            lines += [f"\n**{variant}: {problem}.**" for problem in graph["problems"]]
+    search = report.get("float_layer_search")
+    if search:
+        lines += ["", "Float-layer search (`--search-float-layers`): the worst-quantised tensors kept in "
+                  f"float, until the gate holds or int8 grows past {search['max_size_ratio']:.0%} of "
+                  f"float32 or {search['max_latency_ratio']:g}x its latency (limit p50 "
+                  f"{_number(search['limits']['p50_ms'], 2)} ms):",
+                  "", "| tensors in float | size | p50 ms | IoU drop | gate |", "|---:|---:|---:|---:|---|"]
+        for step in search["steps"]:
+            verdict = "passes" if step["passed"] else step.get("stopped", "fails")
+            if step["size_bytes"] is None:
+                lines.append(f"| {len(step['float_tensors'])} | – | – | – | {verdict} |")
+                continue
+            lines.append(f"| {len(step['float_tensors'])} | {step['size_bytes'] / 1024:.0f} KiB | "
+                         f"{step['p50_ms']:.2f} | {step['mean_iou_drop']:.4f} | {verdict} |")
+        chosen = search["steps"][-1]
+        if chosen["passed"]:
+            lines.append("\nKept in float (saved in the metadata as `variants.int8.float_tensors`): "
+                         + ", ".join(f"`{t.split(';')[0]}`" for t in chosen["float_tensors"]) + ".")
     if report.get("worst_layers"):
         lines += ["", "Worst layers by quantisation error (RMSE in quantisation steps, "
                   "from TFLite's QuantizationDebugger):", "",
@@ -92,7 +131,8 @@ def render_markdown(report: dict, metadata: ModelMetadata) -> str:
             lines.append(f"| {layer['op']} | `{tensor}` | {layer['rmse_over_scale']:.3f} | "
                          f"{layer['max_abs_error']:.4g} |")
     failures = report["checks"]["failures"]
-    lines += ["", f"Check: quantised mean IoU within {report['checks']['max_iou_drop']} of float: "
+    measure = report["checks"].get("measure") or "mean IoU"
+    lines += ["", f"Check: quantised {measure} within {report['checks']['max_iou_drop']} of float: "
               + ("FAILED — " + "; ".join(failures) if failures else "passed") + "."]
     lines.append("\nLatency is batch 1 on the machine that exported the model, not on a Raspberry Pi.")
     return "\n".join(lines) + "\n"

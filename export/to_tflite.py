@@ -16,6 +16,7 @@ convert -> score -> measure -> gate, then commit writes every file at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -31,7 +32,13 @@ from unet.data.splits import LabelledSet, labelled_folder, recorded_split
 from unet.runtime.atomic import atomic_write_bytes
 from unet.runtime.backends import KerasBackend, LiteRTBackend
 from unet.runtime.errors import UserError
-from unet.runtime.evaluation import agreement, score_segmentations, segment_all, with_progress
+from unet.runtime.evaluation import (
+    MIN_CLASS_SUPPORT,
+    agreement,
+    score_segmentations,
+    segment_all,
+    with_progress,
+)
 from unet.runtime.imageio import image_files, read_image
 from unet.runtime.metadata import (
     MetadataError,
@@ -42,7 +49,7 @@ from unet.runtime.metadata import (
 )
 from unet.runtime.preprocess import Segmentation, preprocess
 from unet.runtime.segmenter import Segmenter
-from unet.runtime.timing import interleaved_latency
+from unet.runtime.timing import interleaved_latency, percentiles_ms
 from unet.runtime.variants import DEFAULT_VARIANTS, KERAS, QUANTISED_VARIANTS, VARIANTS, litert, variant_path
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -61,6 +68,15 @@ class ExportOptions:
     latency_runs: int
     worst_layers: int
     command: str = "python export/to_tflite.py"
+    rewrite: bool = True
+    search_float_layers: bool = False
+    search_max_size_ratio: float = 0.6
+    search_max_latency_ratio: float = 1.0
+    min_pixel_agreement: float = 0.995
+    float_tensors: tuple[str, ...] = ()
+
+    def gate(self, report: dict) -> list[str]:
+        return gate(report, self.max_iou_drop, self.min_pixel_agreement)
 
 
 @dataclass
@@ -94,24 +110,22 @@ class ConvertedVariant:
 
 def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[str]]:
     """Convert, evaluate and report one model; returns the report and any failed checks."""
-    from export.convert import export_saved_model, layer_statistics
+    from export.convert import export_saved_model
 
     job = prepare(model_path, options)
     report = new_report(job)
     # Converted files wait outside the model folder until the report is complete, so an export
     # that fails or is killed midway leaves the previous files and report as they were.
     with tempfile.TemporaryDirectory() as workdir:
-        saved_model = export_saved_model(job.model, Path(workdir) / "saved_model")
+        saved_model = export_saved_model(rewritten(job, report), Path(workdir) / "saved_model")
         converted = [convert(job, saved_model, variant, Path(workdir)) for variant in options.variants]
         backends = {}
         for variant in converted:
             report["variants"][variant.variant], backends[variant.variant] = score(job, variant)
-        if set(options.variants) & set(QUANTISED_VARIANTS) and options.worst_layers:
-            print("-- quantisation debugger")
-            report["worst_layers"] = layer_statistics(saved_model, job.representative)[: options.worst_layers]
+        analyse_quantisation(job, saved_model, Path(workdir), report, converted, backends)
         report["latency"] = measure(job, converted, backends)
     add_size_ratios(report)
-    failures = gate(report, options.max_iou_drop)
+    failures = options.gate(report)
     commit(job, report, converted)
     return report, failures
 
@@ -128,6 +142,11 @@ def prepare(model_path: Path, options: ExportOptions) -> ExportJob:
         raise MetadataError(f"{model_path} takes input {model.input_shape} but its metadata says "
                             f"{expected_input}")
     print(f"== {model_path}")
+    recorded_float = tuple(metadata.variants.get("int8", {}).get("float_tensors", ()))
+    if recorded_float and not (options.float_layers or options.float_tensors):
+        print(f"keeping the {len(recorded_float)} float tensors a previous float-layer search chose "
+              "(recorded in the metadata)")
+        options = dataclasses.replace(options, float_tensors=recorded_float)
     wants_calibration = bool(set(options.variants) & set(QUANTISED_VARIANTS))
     calibration = calibration_tensors(metadata, options) if wants_calibration else []
     held_out = held_out_set(metadata, options)
@@ -204,6 +223,23 @@ def held_out_set(metadata: ModelMetadata, options: ExportOptions) -> LabelledSet
     return labelled.subset(evenly_spaced(list(range(len(labelled.images))), options.eval_n))
 
 
+def rewritten(job: ExportJob, report: dict):
+    """The model to convert: with slow-lowering layers rewritten (export/rewrite.py) unless turned off."""
+    from export.rewrite import check_rewrite, rewrite_for_tflite
+
+    if not job.options.rewrite:
+        report["rewrites"] = {"enabled": False, "layers": []}
+        return job.model
+    model, rewrites = rewrite_for_tflite(job.model)
+    report["rewrites"] = {"enabled": True, "layers": [r.to_dict() for r in rewrites]}
+    if rewrites:
+        inputs = [preprocess(image, job.metadata)[0] for image in job.images[:4]]
+        report["rewrites"]["max_abs_difference"] = check_rewrite(job.model, model, inputs)
+        print(f"-- rewrote {len(rewrites)} layers for XNNPACK: {rewrites[0].was} => {rewrites[0].now}"
+              f"{' (and alike)' if len(rewrites) > 1 else ''}; outputs identical on {len(inputs)} images")
+    return model
+
+
 def new_report(job: ExportJob) -> dict:
     import tensorflow as tf
 
@@ -231,7 +267,7 @@ def convert(job: ExportJob, saved_model: Path, variant: str, workdir: Path) -> C
     print(f"-- converting {variant}")
     started = time.perf_counter()
     tflite_bytes = convert_variant(saved_model, variant, job.representative if job.calibration else None,
-                                   job.options.float_layers)
+                                   job.options.float_layers, job.options.float_tensors)
     raise_if_terminated()
     final_path = variant_path(job.model_path, variant)
     staged_path = workdir / final_path.name
@@ -242,16 +278,142 @@ def convert(job: ExportJob, saved_model: Path, variant: str, workdir: Path) -> C
 
 def score(job: ExportJob, converted: ConvertedVariant) -> tuple[dict, LiteRTBackend]:
     """Size, I/O quantisation, agreement with Keras and (with labels) accuracy of one variant."""
+    from export.graph_health import graph_health
+
     backend = LiteRTBackend(converted.staged_path, num_threads=os.cpu_count())
     masks = segment_all(Segmenter(backend, job.metadata), job.images, progress=True)
+    health = graph_health(converted.staged_path)
+    for problem in health.problems():
+        print(f"warning: {converted.variant}: {problem}", file=sys.stderr)
     row = {"file": converted.final_path.name, "size_bytes": len(converted.tflite_bytes),
            "convert_seconds": converted.convert_seconds,
+           **({"float_tensors": list(job.options.float_tensors)}
+              if converted.variant in QUANTISED_VARIANTS and job.options.float_tensors else {}),
            "input": backend.input_quantisation.to_dict(), "output": backend.output_quantisation.to_dict(),
+           "graph": health.to_dict(),
            "agreement_with_keras": agreement(job.metadata, job.reference_masks, masks)}
     if job.held_out is not None:
         row["accuracy"] = score_segmentations(job.metadata, masks, job.held_out.targets,
                                               job.held_out.instance_labels)
     return row, backend
+
+
+SEARCH_MAX_STEPS = 8
+
+
+def analyse_quantisation(
+    job: ExportJob, saved_model: Path, workdir: Path, report: dict,
+    converted: list[ConvertedVariant], backends: dict[str, LiteRTBackend],
+) -> None:
+    """The worst-quantised layers for the report and, if asked and needed, the float-layer search."""
+    from export.convert import layer_statistics
+
+    options = job.options
+    if not set(options.variants) & set(QUANTISED_VARIANTS):
+        return
+    if not (options.worst_layers or options.search_float_layers):
+        return
+    print("-- quantisation debugger")
+    statistics = layer_statistics(saved_model, job.representative)
+    report["worst_layers"] = statistics[: options.worst_layers]
+    if options.search_float_layers and "int8" in report["variants"] and options.gate(report):
+        search_float_layers(job, saved_model, workdir, statistics, report, converted, backends)
+
+
+def search_float_layers(
+    job: ExportJob, saved_model: Path, workdir: Path, statistics: list[dict], report: dict,
+    converted: list[ConvertedVariant], backends: dict[str, LiteRTBackend],
+) -> None:
+    """Keep the worst-quantised layers in float, 1, 2, 4, ... at a time, until int8 passes the gate.
+
+    Layers come from `float_groups`. Stops at the first candidate that passes, or when one is
+    larger than `search_max_size_ratio` of float32 or slower than `search_max_latency_ratio`
+    times float32 (then int8 stays as it was). Each step goes into report["float_layer_search"];
+    the passing list into the metadata (variants.int8.float_tensors), for the next export.
+    """
+    options, groups = job.options, float_groups(statistics)
+    float32 = next((c for c in converted if c.variant == "float32"), None)
+    tensor = preprocess(job.images[0], job.metadata)[0]
+    limits = {"size_bytes": options.search_max_size_ratio * len(float32.tflite_bytes) if float32 else None,
+              "p50_ms": options.search_max_latency_ratio * percentiles_ms(
+                  timed_calls(backends["float32"], tensor))["p50_ms"] if float32 else None}
+    original_row, steps, count = report["variants"]["int8"], [], 1
+    print(f"-- searching float layers: int8 fails the gate; {len(groups)} layers ranked by error")
+    while len(steps) < SEARCH_MAX_STEPS:
+        tensors = sorted({name for group in groups[:count] for name in group})
+        if len(tensors) >= len(statistics):
+            steps.append({"float_tensors": tensors, "stopped": "would keep the whole model in float",
+                          "passed": False, "size_bytes": None, "p50_ms": None, "mean_iou_drop": None})
+            break
+        candidate, backend, step = try_float_tensors(job, saved_model, workdir, tensors, report, tensor)
+        steps.append(step)
+        if step["passed"]:
+            converted[:] = [candidate if c.variant == "int8" else c for c in converted]
+            backends["int8"] = backend
+            break
+        over = [name for name, limit in limits.items() if limit and step[name] > limit]
+        if over:
+            step["stopped"] = "size limit" if "size_bytes" in over else "latency limit"
+            break
+        if count >= len(groups):
+            break
+        count = min(2 * count, len(groups))
+    if not steps[-1]["passed"]:
+        report["variants"]["int8"] = original_row
+    report["float_layer_search"] = {"limits": limits, "max_size_ratio": options.search_max_size_ratio,
+                                    "max_latency_ratio": options.search_max_latency_ratio, "steps": steps}
+
+
+def try_float_tensors(
+    job: ExportJob, saved_model: Path, workdir: Path, tensors: list[str], report: dict, tensor: np.ndarray
+) -> tuple[ConvertedVariant, LiteRTBackend, dict]:
+    """Convert, score and gate int8 with `tensors` in float; leaves its row in the report."""
+    from export.convert import convert_variant
+
+    started = time.perf_counter()
+    tflite_bytes = convert_variant(saved_model, "int8", job.representative, float_tensors=tuple(tensors))
+    raise_if_terminated()
+    final_path = variant_path(job.model_path, "int8")
+    staged = workdir / f"search-{len(tensors)}.{final_path.name}"
+    staged.write_bytes(tflite_bytes)
+    seconds = round(time.perf_counter() - started, 2)
+    candidate = ConvertedVariant("int8", final_path, staged, tflite_bytes, seconds)
+    row, backend = score(job, candidate)
+    row["float_tensors"] = tensors
+    report["variants"]["int8"] = row
+    passed = not [failure for failure in job.options.gate(report) if ": int8 " in failure]
+    p50 = percentiles_ms(timed_calls(backend, tensor))["p50_ms"]
+    print(f"   {len(tensors)} tensors in float: {len(tflite_bytes) / 1024:.0f} KiB, p50 {p50:.2f} ms, "
+          f"drop {row['mean_iou_drop']:.4f}: {'passes' if passed else 'fails'}")
+    step = {"float_tensors": tensors, "size_bytes": len(tflite_bytes), "p50_ms": p50,
+            "mean_iou_drop": row["mean_iou_drop"], "passed": passed}
+    return candidate, backend, step
+
+
+def float_groups(statistics: list[dict]) -> list[tuple[str, ...]]:
+    """Tensors to keep in float together, worst first: each erring tensor with the op after it.
+
+    Ranked by absolute RMSE, the error passed on in the activations' own units: a tensor whose
+    range one channel dominates gets a coarse scale and every other channel loses its signal,
+    although its error in quantisation steps looks ordinary. Its consumer (the next op in
+    execution order) joins it: otherwise the consumer quantises the float tensor again, with
+    the same coarse scale.
+    """
+    in_order = sorted(statistics, key=lambda row: row["position"])
+    following = {row["tensor"]: in_order[i + 1]["tensor"] for i, row in enumerate(in_order[:-1])}
+    erring = [row for row in statistics if row["rmse"] > 0]
+    by_error = sorted(erring, key=lambda row: row["rmse"], reverse=True)
+    return [tuple(t for t in (row["tensor"], following.get(row["tensor"])) if t) for row in by_error]
+
+
+def timed_calls(backend: LiteRTBackend, tensor: np.ndarray, runs: int = 10) -> list[float]:
+    backend.run(tensor)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        backend.run(tensor)
+        times.append((time.perf_counter() - started) * 1000.0)
+    return times
 
 
 def measure(job: ExportJob, converted: list[ConvertedVariant], backends: dict[str, LiteRTBackend]) -> dict:
@@ -273,26 +435,42 @@ def add_size_ratios(report: dict) -> None:
         row["size_ratio_to_float32"] = round(row["size_bytes"] / float_size, 4) if float_size else None
 
 
-def gate(report: dict, max_iou_drop: float) -> list[str]:
-    """Quantised variants whose mean IoU fell more than `max_iou_drop` below Keras float."""
+def gate(report: dict, max_iou_drop: float, min_pixel_agreement: float = 0.995) -> list[str]:
+    """Quantised variants that lost more than `max_iou_drop` against float.
+
+    With labels: mean IoU against ground truth, float minus quantised. Without: 1 - mean IoU
+    against the float model's masks over the classes with at least MIN_CLASS_SUPPORT of the
+    pixels (a near-empty class cannot fail the gate alone), and pixel agreement of at least
+    `min_pixel_agreement`.
+    """
     failures = []
     keras_accuracy = report["keras"].get("accuracy")
     for variant, row in report["variants"].items():
         if variant not in QUANTISED_VARIANTS:
             continue
+        agreed = row["agreement_with_keras"]
         if keras_accuracy is not None:
             drop = keras_accuracy["mean_iou"] - row["accuracy"]["mean_iou"]
             measure_name = "mean IoU against ground truth"
         else:
-            drop = 1.0 - row["agreement_with_keras"]["mean_iou"]
-            measure_name = "mean IoU against the Keras float masks"
+            drop = 1.0 - agreed["supported_mean_iou"]
+            measure_name = (f"mean IoU against the Keras float masks over classes with at least "
+                            f"{MIN_CLASS_SUPPORT:.0%} of the pixels")
+            if agreed["pixel_agreement"] < min_pixel_agreement:
+                failures.append(f"{report['model']}: {variant} agrees with float on "
+                                f"{agreed['pixel_agreement']:.2%} of pixels (at least "
+                                f"{min_pixel_agreement:.1%} needed without labels)")
         row["mean_iou_drop"] = drop
+        row["gate_measure"] = measure_name
         if drop > max_iou_drop:
             failures.append(
                 f"{report['model']}: {variant} {measure_name} is {drop:.4f} below float "
-                f"(allowed {max_iou_drop}); try --float-layers with the worst layers in the report"
+                f"(allowed {max_iou_drop}); try --search-float-layers, or --float-layers with the "
+                "worst layers in the report"
             )
-    report["checks"] = {"max_iou_drop": max_iou_drop, "failures": failures}
+    report["checks"] = {"max_iou_drop": max_iou_drop, "failures": failures,
+                        "measure": next((row["gate_measure"] for row in report["variants"].values()
+                                         if "gate_measure" in row), None)}
     return failures
 
 
@@ -303,7 +481,8 @@ def commit(job: ExportJob, report: dict, converted: list[ConvertedVariant]) -> N
 
     metadata, model_path = job.metadata, job.model_path
     metadata.variants = {
-        variant: {key: row[key] for key in ("file", "size_bytes", "input", "output")}
+        variant: {key: row[key] for key in ("file", "size_bytes", "input", "output", "float_tensors")
+                  if key in row}
         for variant, row in report["variants"].items()
     }
     raise_if_terminated()
@@ -330,9 +509,21 @@ def parse_args(argv: list[str] | None) -> tuple[list[Path], ExportOptions]:
                         help="labelled held-out folder dataset (default: the recorded validation split)")
     parser.add_argument("--eval-n", type=int, default=64, help="at most this many held-out images")
     parser.add_argument("--max-iou-drop", type=float, default=0.02)
+    parser.add_argument("--min-pixel-agreement", type=float, default=0.995,
+                        help="without labels: the share of pixels int8 must agree on with float")
     parser.add_argument("--float-layers", default="", help="Keras layer names kept in float in int8")
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--worst-layers", type=int, default=8)
+    parser.add_argument("--search-float-layers", action="store_true",
+                        help="if int8 fails the gate, keep its worst-quantised tensors in float, "
+                        "1, 2, 4, ... at a time, until it passes (saved in the metadata)")
+    parser.add_argument("--search-max-size-ratio", type=float, default=0.6,
+                        help="stop the search when int8 would be larger than this share of float32")
+    parser.add_argument("--search-max-latency-ratio", type=float, default=1.0,
+                        help="stop the search when int8 would be slower than this times float32")
+    parser.add_argument("--no-rewrite", dest="rewrite", action="store_false",
+                        help="convert the model as it is, without rewriting layers whose TFLite "
+                        "lowering XNNPACK cannot run (UpSampling2D nearest)")
     args = parser.parse_args(argv)
     variants = tuple(v.strip() for v in args.quant.split(",") if v.strip())
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -343,9 +534,11 @@ def parse_args(argv: list[str] | None) -> tuple[list[Path], ExportOptions]:
         parser.error(f"no models under {ASSETS}; give --model PATH.keras (or run `make models`)")
     options = ExportOptions(
         variants=variants, calib=args.calib, calib_n=args.calib_n, eval_data=args.eval_data,
-        eval_n=args.eval_n, max_iou_drop=args.max_iou_drop,
+        eval_n=args.eval_n, max_iou_drop=args.max_iou_drop, min_pixel_agreement=args.min_pixel_agreement,
         float_layers=tuple(n.strip() for n in args.float_layers.split(",") if n.strip()),
-        latency_runs=args.latency_runs, worst_layers=args.worst_layers,
+        latency_runs=args.latency_runs, worst_layers=args.worst_layers, rewrite=args.rewrite,
+        search_float_layers=args.search_float_layers, search_max_size_ratio=args.search_max_size_ratio,
+        search_max_latency_ratio=args.search_max_latency_ratio,
         command="python export/to_tflite.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
     )
     return models, options

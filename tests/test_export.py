@@ -130,7 +130,7 @@ def test_edge_runner_reports_a_missing_model_in_one_line(tmp_path):
     assert "error:" in completed.stderr and "Traceback" not in completed.stderr
 
 
-def keras_io_unet(img_size=(64, 64), num_classes=3):
+def keras_io_unet(img_size=(64, 64), num_classes=3, interpolation="nearest"):
     """The keras-io "U-Net-like" Xception-style model (SeparableConv2D, UpSampling2D, residual adds)."""
     import keras
     from keras import layers
@@ -158,8 +158,8 @@ def keras_io_unet(img_size=(64, 64), num_classes=3):
         x = layers.Activation("relu")(x)
         x = layers.Conv2DTranspose(filters, 3, padding="same")(x)
         x = layers.BatchNormalization()(x)
-        x = layers.UpSampling2D(2)(x)
-        residual = layers.UpSampling2D(2)(previous)
+        x = layers.UpSampling2D(2, interpolation=interpolation)(x)
+        residual = layers.UpSampling2D(2, interpolation=interpolation)(previous)
         residual = layers.Conv2D(filters, 1, padding="same")(residual)
         x = layers.add([x, residual])
         previous = x
@@ -179,6 +179,7 @@ def test_foreign_keras_io_model_exports_with_calibration_folder_and_float_layers
     (calib / "notes.txt").write_text("not an image")
     code = export_main(["--model", str(tmp_path / "pets.keras"), "--calib", str(calib),
                         "--quant", "float32,int8", "--float-layers", "head", "--max-iou-drop", "1",
+                        "--min-pixel-agreement", "0",
                         "--latency-runs", "2", "--worst-layers", "3"])
     assert code == 0
     metadata = json.loads((tmp_path / "pets.json").read_text())

@@ -16,6 +16,7 @@ from itertools import product
 import numpy as np
 from scipy import ndimage
 
+from unet.runtime.instances import without_small_regions
 from unet.runtime.metadata import Normalisation
 from unet.runtime.preprocess import normalise_intensities, to_channels
 
@@ -38,7 +39,6 @@ def otsu_watershed(image: np.ndarray, params: ClassicalParams = ClassicalParams(
     from skimage.feature import peak_local_max
     from skimage.filters import threshold_otsu
     from skimage.measure import label
-    from skimage.morphology import remove_small_objects
     from skimage.segmentation import relabel_sequential, watershed
 
     gray = to_channels(normalise_intensities(image, Normalisation()), 1)[..., 0]
@@ -47,7 +47,7 @@ def otsu_watershed(image: np.ndarray, params: ClassicalParams = ClassicalParams(
     if gray.max() <= gray.min():
         return np.zeros(gray.shape, dtype=np.int32)
     foreground = ndimage.binary_fill_holes(gray > threshold_otsu(gray))
-    foreground = remove_small_objects(foreground, max_size=params.min_size - 1)
+    foreground = without_small_regions(foreground, params.min_size)
     distance = ndimage.distance_transform_edt(foreground)
     peaks = peak_local_max(distance, min_distance=params.min_distance, labels=label(foreground),
                            exclude_border=False)

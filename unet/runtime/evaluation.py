@@ -58,17 +58,28 @@ def score_segmentations(
     return result
 
 
+# A class holding less than this share of the reference pixels is too rare to gate on: one
+# image's worth of disagreement on a near-empty class moves its IoU by tens of percent.
+MIN_CLASS_SUPPORT = 0.01
+
+
 def agreement(metadata: ModelMetadata, reference: list[Segmentation], other: list[Segmentation]) -> dict:
     """How far `other` agrees with `reference` (e.g. int8 with Keras float), over a set of images.
 
-    pixel_agreement and mean_iou of the class masks; for instance models, matched-instance F1
-    at IoU 0.5 and both counts.
+    pixel_agreement and mean_iou of the class masks; per-class IoU and support (reference
+    pixels); supported_mean_iou over the classes with at least MIN_CLASS_SUPPORT of the
+    reference pixels; for instance models, matched-instance F1 at IoU 0.5 and both counts.
     """
     confusion = np.zeros((metadata.num_classes,) * 2, dtype=np.int64)
     for first, second in zip(reference, other, strict=True):
         confusion += confusion_matrix(first.class_mask, second.class_mask, metadata.num_classes)
     scores = scores_from_confusion(confusion)
-    result = {"pixel_agreement": scores.pixel_accuracy, "mean_iou": scores.mean_iou}
+    total = max(1, sum(scores.support))
+    supported = [iou for iou, support in zip(scores.per_class_iou, scores.support, strict=True)
+                 if support / total >= MIN_CLASS_SUPPORT]
+    result = {"pixel_agreement": scores.pixel_accuracy, "mean_iou": scores.mean_iou,
+              "per_class_iou": scores.per_class_iou, "support": scores.support,
+              "supported_mean_iou": float(np.mean(supported)) if supported else 1.0}
     if metadata.mode == "instance":
         from unet.runtime.instance_metrics import dataset_instance_scores
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 from skimage.measure import label
-from skimage.morphology import remove_small_objects
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
 from unet.runtime.errors import UserError
@@ -48,7 +47,7 @@ def instances_from_probabilities(
     # A textured nucleus can show specks of "boundary" inside; they are holes, not cuts.
     interior = fill_holes((interior_probability >= params.interior_threshold) & foreground)
     # Seeds smaller than a quarter of the smallest object are noise, not nuclei.
-    interior = remove_small_objects(interior, max_size=max(1, params.min_size // 4) - 1, connectivity=1)
+    interior = without_small_regions(interior, max(1, params.min_size // 4))
     if params.marker_min_distance > 0:
         distance = ndimage.distance_transform_edt(interior)
         markers = distance_peaks(distance, params.marker_min_distance)
@@ -60,8 +59,25 @@ def instances_from_probabilities(
     # Foreground regions without a confident interior are objects too, not background.
     unseeded = label(foreground & (instance_labels == 0), connectivity=1)
     instance_labels = np.where(unseeded > 0, unseeded + instance_labels.max(), instance_labels)
-    instance_labels = remove_small_objects(instance_labels, max_size=params.min_size - 1)
+    instance_labels = without_small_labels(instance_labels, params.min_size)
     return relabel_sequential(instance_labels)[0].astype(np.int32)
+
+
+def without_small_labels(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Labels with every id covering fewer than `min_size` pixels set to 0.
+
+    scikit-image renamed remove_small_objects' size argument in 0.26; the Pi's tflite-runtime
+    venv needs numpy<2 and so an older scikit-image, where the new name crashed the edge runner.
+    """
+    areas = np.bincount(labels.ravel())
+    small = areas < min_size
+    small[0] = False
+    return np.where(small[labels], 0, labels)
+
+
+def without_small_regions(mask: np.ndarray, min_size: int) -> np.ndarray:
+    """A boolean mask without its 4-connected regions of fewer than `min_size` pixels."""
+    return without_small_labels(label(mask, connectivity=1), min_size) > 0
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -90,6 +106,6 @@ def connected_component_instances(foreground: np.ndarray, min_size: int = 0) -> 
     """The baseline: every connected foreground region is one instance (touching ones merge)."""
     foreground = foreground > 0
     if min_size > 1:
-        foreground = remove_small_objects(foreground, max_size=min_size - 1, connectivity=1)
+        foreground = without_small_regions(foreground, min_size)
     instance_labels = label(foreground, connectivity=1)
     return relabel_sequential(instance_labels)[0].astype(np.int32)

@@ -60,12 +60,19 @@ def scale_for_diameter(metadata: ModelMetadata, object_diameter_px: float) -> fl
 
 
 def median_diameter(instance_labels: np.ndarray) -> float | None:
-    """Median equivalent-circle diameter of the instances, in pixels; None when there are none."""
+    """Area-weighted median equivalent-circle diameter of the instances, in pixels (None: none).
+
+    Weighting by area makes the estimate robust to the failure it must survive: a model at the
+    wrong scale cuts big textured nuclei into many small fragments. On 40 px cells3d nuclei
+    the plain median said 12 px, the area-weighted one 33 px.
+    """
     areas = np.bincount(instance_labels.ravel())[1:]
-    areas = areas[areas > 0]
+    areas = np.sort(areas[areas > 0])
     if areas.size == 0:
         return None
-    return float(np.median(np.sqrt(4.0 * areas / np.pi)))
+    cumulative = np.cumsum(areas)
+    middle = areas[np.searchsorted(cumulative, cumulative[-1] / 2)]
+    return float(np.sqrt(4.0 * middle / np.pi))
 
 
 def needs_second_pass(metadata: ModelMetadata, measured_in_model_px: float) -> bool:
