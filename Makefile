@@ -38,6 +38,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
 	$(PY) -m bench.inference
+	$(PY) -m bench.export_kit
 	$(PY) -m bench.app_latency
 	$(PY) -m bench.train_speed
 
