@@ -45,8 +45,8 @@ bench: $(STAMP)
 # The shipped demo models. Each step is a plain command a user can copy.
 NUCLEI_TRAIN := --data data/bbbc007 data/nuclei-sim --mode instance --name nuclei --out assets/nuclei \
 	--description "Fluorescent nuclei (BBBC007 and simulated), instance segmentation with watershed" \
-	--input-size 256 --depth 4 --base-filters 16 --batch-size 4 --samples-per-epoch 160 --val-fraction 0.1 \
-	--epochs 50 --patience 12 --lr 3e-3 --scale-range 0.6 1.3 --boundary-width 2 \
+	--input-size 256 --depth 4 --base-filters 12 --batch-size 4 --samples-per-epoch 160 --val-fraction 0.1 \
+	--epochs 100 --patience 20 --lr 3e-3 --scale-range 0.6 1.3 --boundary-width 2 \
 	--min-instance-size 12 --instance-brightness 10 --seed 7
 BRAIN_TRAIN := --data data/mni152-tissue --val-prefix val_ --name brain-tissue --out assets/brain-tissue \
 	--description "Brain MRI (MNI152 T1) grey and white matter, semantic segmentation" \

@@ -54,13 +54,17 @@ class Source:
 def simulated_settings() -> dict[str, NucleiSpec]:
     """Held-out simulator settings: each changes one thing beyond the training ranges."""
     base = dataclasses.replace(NUCLEI_SIM, count=HELD_OUT_IMAGES)
+    trained = NUCLEI_SIM
+    sizes = "-".join(f"{d:g}" for d in trained.diameter)
+    photons = "-".join(f"{n:g}" for n in trained.photons)
+    blur = "-".join(f"{b:g}" for b in trained.blur)
     settings = {
         "training settings": {},
-        f"brightness spread 30x (trained {NUCLEI_SIM.brightness_spread:g}x)": {"brightness_spread": 30.0},
-        "nuclei 5-7 px (trained 8-36)": {"diameter": (5.0, 7.0), "size_jitter": 0.1},
-        "nuclei 44-60 px (trained 8-36)": {"diameter": (44.0, 60.0), "size": (384, 384)},
-        "low light, 15-40 photons (trained 60-2000)": {"photons": (15.0, 40.0)},
-        "heavy blur, sigma 2-3 px (trained 0.5-1.5)": {"blur": (2.0, 3.0)},
+        f"brightness spread 30x (trained {trained.brightness_spread:g}x)": {"brightness_spread": 30.0},
+        f"nuclei 5-7 px (trained {sizes})": {"diameter": (5.0, 7.0), "size_jitter": 0.1},
+        f"nuclei 44-60 px (trained {sizes})": {"diameter": (44.0, 60.0), "size": (384, 384)},
+        f"low light, 15-40 photons (trained {photons})": {"photons": (15.0, 40.0)},
+        f"heavy blur, sigma 2-3 px (trained {blur})": {"blur": (2.0, 3.0)},
     }
     return {name: dataclasses.replace(base, seed=HELD_OUT_SEED + index, **changes)
             for index, (name, changes) in enumerate(settings.items())}

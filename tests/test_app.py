@@ -304,3 +304,16 @@ def test_real_browser_runs_an_example_and_shows_the_latency_table(running_app, t
     # The latency table: each backend's row carries its p50 and p95 in milliseconds.
     for backend in ("Keras float32", "LiteRT int8"):
         assert re.search(backend + r"\s+\d+\.\d+\s+\d+\.\d+", text), text[-1500:]
+
+
+def test_segment_handler_scales_both_backends_alike_and_says_so(shipped_handlers):
+    example = sorted((REPO / "assets" / "examples").glob("nuclei-*.png"))[0]
+    view = shipped_handlers.segment(str(example), model_name="nuclei", timed_runs=1, object_diameter=36)
+    scale = view.summary["scale"]
+    assert scale["method"] == "given" and scale["object_diameter_px"] == 36
+    assert "rescaled" in view.notes
+    auto = shipped_handlers.segment(str(example), model_name="nuclei", timed_runs=1, auto_scale=True)
+    assert auto.summary["scale"]["method"] == "auto"
+    assert "Auto-scale" in auto.notes or "Scale:" in auto.notes
+    with pytest.raises(gr.Error, match="not both"):
+        shipped_handlers.segment(str(example), model_name="nuclei", object_diameter=20, auto_scale=True)

@@ -96,3 +96,30 @@ def test_shipped_json_holds_no_absolute_paths():
     for path in files:
         absolute = [text for text in strings(json.loads(path.read_text())) if text.startswith("/")]
         assert absolute == [], f"{path.name}: {absolute}"
+
+
+def test_edge_runner_scales_to_a_given_diameter_and_records_it_in_summary_json(tmp_path):
+    example = sorted((ASSETS / "examples").glob("nuclei-*.png"))[0]
+    completed = subprocess.run(
+        [sys.executable, "-m", "export.segment_edge", str(ASSETS / "nuclei" / "nuclei.int8.tflite"), str(example),
+         "--out", str(tmp_path), "--diameter", "36", "--threads", "1"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    image = summary["images"][0]
+    trained = json.loads((ASSETS / "nuclei" / "nuclei.json").read_text())["object_diameter"]
+    assert summary["options"]["object_diameter"] == 36
+    assert image["scale"]["method"] == "given"
+    assert image["scale"]["factor"] == pytest.approx(trained / 36)
+    assert image["instance_count"] > 0 and image["timings_ms"]["model"] > 0
+
+
+def test_edge_runner_refuses_a_diameter_together_with_auto_scale(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "export.segment_edge", str(ASSETS / "nuclei" / "nuclei.int8.tflite"),
+         str(tmp_path), "--out", str(tmp_path / "out"), "--diameter", "20", "--auto-scale"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert completed.returncode == 2
+    assert "not allowed with argument" in completed.stderr

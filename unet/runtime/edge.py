@@ -91,7 +91,8 @@ def segment_files(
                            "instance_count": result.segmentation.instance_count,
                            "scale": result.scale.to_dict() if result.scale else None})
         if options.auto_scale and result.scale is not None:
-            note += f", scale x{result.scale.factor:.2f} ({result.scale.passes} passes)"
+            passes = result.scale.passes
+            note += f", scale x{result.scale.factor:.2f} ({passes} pass{'es' if passes > 1 else ''})"
         print(f"{path.name}: model {result.timings_ms['model']:.1f} ms, total {total:.1f} ms{note}")
     atomic_write_text(out / "summary.json", json.dumps(run.to_dict(options), indent=2) + "\n")
     return run
