@@ -30,40 +30,42 @@ CLASSES = 3
 SETTLE_S = 0.02
 
 
-def keras_io_pets_unet():
-    """The keras-io "Image segmentation with a U-Net-like architecture" model, as published."""
+def keras_io_unet(img_size: tuple[int, int] = SIZE, num_classes: int = CLASSES,
+                  interpolation: str = "nearest", filters: tuple[int, ...] = (32, 64, 128, 256)):
+    """The keras-io "Image segmentation with a U-Net-like architecture" model (SeparableConv2D,
+    residual adds, UpSampling2D); the default `filters` are the published ones."""
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=(*SIZE, 3))
-    x = layers.Conv2D(32, 3, strides=2, padding="same")(inputs)
+    inputs = keras.Input(shape=(*img_size, 3))
+    x = layers.Conv2D(filters[0], 3, strides=2, padding="same")(inputs)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     previous = x
-    for filters in (64, 128, 256):
+    for width in filters[1:]:
         x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(filters, 3, padding="same")(x)
+        x = layers.SeparableConv2D(width, 3, padding="same")(x)
         x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(filters, 3, padding="same")(x)
+        x = layers.SeparableConv2D(width, 3, padding="same")(x)
         x = layers.BatchNormalization()(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-        residual = layers.Conv2D(filters, 1, strides=2, padding="same")(previous)
+        residual = layers.Conv2D(width, 1, strides=2, padding="same")(previous)
         x = layers.add([x, residual])
         previous = x
-    for filters in (256, 128, 64, 32):
+    for width in reversed(filters):
         x = layers.Activation("relu")(x)
-        x = layers.Conv2DTranspose(filters, 3, padding="same")(x)
+        x = layers.Conv2DTranspose(width, 3, padding="same")(x)
         x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
-        x = layers.Conv2DTranspose(filters, 3, padding="same")(x)
+        x = layers.Conv2DTranspose(width, 3, padding="same")(x)
         x = layers.BatchNormalization()(x)
-        x = layers.UpSampling2D(2)(x)
-        residual = layers.UpSampling2D(2)(previous)
-        residual = layers.Conv2D(filters, 1, padding="same")(residual)
+        x = layers.UpSampling2D(2, interpolation=interpolation)(x)
+        residual = layers.UpSampling2D(2, interpolation=interpolation)(previous)
+        residual = layers.Conv2D(width, 1, padding="same")(residual)
         x = layers.add([x, residual])
         previous = x
-    outputs = layers.Conv2D(CLASSES, 3, activation="softmax", padding="same")(x)
+    outputs = layers.Conv2D(num_classes, 3, activation="softmax", padding="same", name="head")(x)
     return keras.Model(inputs, outputs)
 
 
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "export_kit.json")
     args = parser.parse_args(argv)
-    model = keras_io_pets_unet()
+    model = keras_io_unet()
     rewritten, rewrites = rewrite_for_tflite(model)
     with tempfile.TemporaryDirectory() as scratch:
         paths = {**convert_both(model, Path(scratch), "as is"),

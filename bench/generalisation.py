@@ -184,8 +184,29 @@ def markdown_table(rows: list[dict], params: ClassicalParams, cpu: str) -> str:
                      f"{f1['image size (before)']:.3f} |")
     lines += ["", f"Classical baseline: Otsu + distance-transform watershed, {params.to_dict()}, chosen "
               "on the training split only. Measured with `python -m bench.generalisation` on "
-              f"{cpu}."]
+              f"{cpu}.", "", "Known limits, read from the rows above:", ""]
+    lines += known_limits(rows)
     return "\n".join(lines) + "\n"
+
+
+MARGIN = 0.10
+
+
+def known_limits(rows: list[dict]) -> list[str]:
+    """Where the model does not beat the classical baseline by MARGIN F1@0.5, and why it may not."""
+    limits = []
+    for row in rows:
+        s = row["scores"]
+        classical = s["classical"]["f1@0.5"]
+        best = max(s[f"{v} {m}"]["f1@0.5"] for v in VARIANTS for m in ("plain", "auto-scale"))
+        plain = min(s[f"{v} plain"]["f1@0.5"] for v in VARIANTS)
+        if best < classical + MARGIN:
+            limits.append(f"- {row['source']}: the model ({best:.3f} at best) does not beat the classical "
+                          f"baseline ({classical:.3f}) by {MARGIN}; labels: {row['labels_made_by']}.")
+        elif plain < classical + MARGIN:
+            limits.append(f"- {row['source']}: only with auto-scale does the model beat the classical "
+                          f"baseline by {MARGIN} (plain {plain:.3f}, classical {classical:.3f}).")
+    return limits or [f"- none: the model beats the classical baseline by {MARGIN} F1@0.5 on every row."]
 
 
 def main(argv: list[str] | None = None) -> int:

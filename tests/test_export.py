@@ -131,40 +131,10 @@ def test_edge_runner_reports_a_missing_model_in_one_line(tmp_path):
 
 
 def keras_io_unet(img_size=(64, 64), num_classes=3, interpolation="nearest"):
-    """The keras-io "U-Net-like" Xception-style model (SeparableConv2D, UpSampling2D, residual adds)."""
-    import keras
-    from keras import layers
+    """The keras-io U-Net-like model, small: 16 filters at the first level instead of 32."""
+    from bench.export_kit import keras_io_unet as published
 
-    inputs = keras.Input(shape=(*img_size, 3))
-    x = layers.Conv2D(16, 3, strides=2, padding="same")(inputs)
-    x = layers.BatchNormalization()(x)
-    x = layers.Activation("relu")(x)
-    previous = x
-    for filters in (32, 64):
-        x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(filters, 3, padding="same")(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(filters, 3, padding="same")(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-        residual = layers.Conv2D(filters, 1, strides=2, padding="same")(previous)
-        x = layers.add([x, residual])
-        previous = x
-    for filters in (64, 32, 16):
-        x = layers.Activation("relu")(x)
-        x = layers.Conv2DTranspose(filters, 3, padding="same")(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
-        x = layers.Conv2DTranspose(filters, 3, padding="same")(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.UpSampling2D(2, interpolation=interpolation)(x)
-        residual = layers.UpSampling2D(2, interpolation=interpolation)(previous)
-        residual = layers.Conv2D(filters, 1, padding="same")(residual)
-        x = layers.add([x, residual])
-        previous = x
-    outputs = layers.Conv2D(num_classes, 3, activation="softmax", padding="same", name="head")(x)
-    return keras.Model(inputs, outputs)
+    return published(img_size, num_classes, interpolation, filters=(16, 32, 64))
 
 
 @pytest.mark.slow
