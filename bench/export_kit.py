@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.results_file import write_results
+from bench.results_file import machine, write_results
 from unet.runtime.backends import LiteRTBackend
 from unet.runtime.timing import interleaved_latency
 
@@ -103,10 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             runners[f"{name}, {os.cpu_count()} threads"] = LiteRTBackend(path, os.cpu_count()).run
             runners[f"{name}, 1 thread"] = LiteRTBackend(path, 1).run
         latency = interleaved_latency(runners, tensor, args.runs, settle_s=SETTLE_S)
-    cpu_flags = sorted({flag for flag in Path("/proc/cpuinfo").read_text().split()
-                        if flag in ("avx2", "avx512f", "avx512_vnni", "avx_vnni")}) \
-        if Path("/proc/cpuinfo").is_file() else []
-    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu_flags": cpu_flags},
+    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": machine()},
                "runs": args.runs, "rewrites": [r.to_dict() for r in rewrites], "graphs": graphs,
                "latency": latency}
     write_results(args.out, results, render_markdown(results))
@@ -114,15 +111,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render_markdown(results: dict) -> str:
-    machine = results["machine"]
+    host = results["machine"]
     lines = ["# Export kit on the keras-io Oxford Pets U-Net (160x160x3, 3 classes)", "",
-             f"Machine: {machine['platform']}, {machine['cpus']} CPUs, "
-             f"flags {', '.join(machine['cpu_flags'])}. "
+             f"Machine: {host['platform']}, {host['cpu']}. "
              f"{results['runs']} interleaved runs per file after warm-up. Rewrites: "
              f"{len(results['rewrites'])} layers (UpSampling2D nearest and unfusable int8 ReLUs).", "",
              "| file | ops | XNNPACK partitions | outside XNNPACK | p50 ms, all threads | p50 ms, 1 thread |",
              "|---|---:|---:|---|---:|---:|"]
-    cpus = machine["cpus"]
+    cpus = host["cpus"]
     for name, graph in results["graphs"].items():
         outside = ", ".join(f"{n} {op}" for op, n in graph["outside_delegate"].items()) or "none"
         all_threads = results["latency"][f"{name}, {cpus} threads"]["p50_ms"]

@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench.results_file import write_results
+from bench.results_file import machine, write_results
 from unet.cli import run_cli
 from unet.data.nuclei_sim import NucleiSpec, make_nuclei_dataset
 from unet.data.recipes import NUCLEI_SIM, fetch
@@ -227,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{row['source']}: classical {row['scores']['classical']['f1@0.5']:.3f}, "
               + ", ".join(f"{k} {v['f1@0.5']:.3f}" for k, v in row["scores"].items() if k != "classical"))
-    cpu = f"{platform.machine()}, {os.cpu_count()} cores"
+    cpu = machine()
     results = {"model": metadata.name, "classical_params": params.to_dict(), "cpu": cpu, "rows": rows}
     write_results(args.out or args.model.with_name("generalisation.json"), results,
                   markdown_table(rows, params, cpu))

@@ -94,3 +94,19 @@ def test_masks_palette_indices_and_rgb_refusal(tmp_path):
     Image.new("RGB", (2, 2), (255, 0, 0)).save(tmp_path / "rgb.png")
     with pytest.raises(ImageReadError, match="RGB mask with different channels"):
         read_mask(tmp_path / "rgb.png")
+
+
+@pytest.mark.parametrize("source", [(256, 256), (91, 91), (7, 5), (300, 17)])
+def test_nearest_resize_by_lookup_picks_the_pixels_pillow_picks(source):
+    from PIL import Image
+
+    from unet.runtime.imageio import resize_array, resize_nearest
+
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 255, source).astype(np.uint8)
+    for height in range(1, 900, 37):
+        target = (height, height + 13)
+        assert np.array_equal(resize_nearest(array, target),
+                              resize_array(array, target, Image.Resampling.NEAREST)), target
+    labels = rng.integers(0, 2**31 - 1, source).astype(np.int32)
+    assert set(np.unique(resize_nearest(labels, (512, 512)))) <= set(np.unique(labels))

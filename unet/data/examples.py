@@ -28,6 +28,9 @@ def write_examples(assets: Path) -> list[Path]:
     written, provenance = [], ["# Example images", ""]
     for metadata_path in model_metadata_files(assets):
         metadata = load_metadata(metadata_path)
+        # Examples of an earlier model may be training images of this one: they go.
+        for stale in examples.glob(f"{metadata.name}-*.png"):
+            stale.unlink()
         if metadata.name == "shapes":
             for index, sample in enumerate(make_dataset(SHAPES_EXAMPLES)):
                 path = examples / f"shapes-generated-{index}.png"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from unet.runtime.imageio import resize_array
+from unet.runtime.imageio import resize_array, resize_nearest
 from unet.runtime.metadata import ModelMetadata, Normalisation
 
 # Percentiles are estimated on at most this many samples: exact enough, and bounded in time
@@ -142,8 +142,8 @@ def segment_probabilities(
         class_mask = np.argmax(probabilities, axis=-1).astype(np.uint8)
         instance_labels = instances_from_probabilities(probabilities, metadata.instance)
         if size is not None:
-            class_mask = resize_array(class_mask, size, Image.Resampling.NEAREST)
-            instance_labels = resize_array(instance_labels, size, Image.Resampling.NEAREST)
+            class_mask = resize_nearest(class_mask, size)
+            instance_labels = resize_nearest(instance_labels, size)
         return Segmentation(probabilities, class_mask, instance_labels)
     if size is not None:
         probabilities = resize_array(probabilities, size, Image.Resampling.BILINEAR)
