@@ -79,11 +79,16 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
     if metadata.object_diameter is not None:
         lines.append(f"- Trained object diameter: {metadata.object_diameter} px at the model input; "
                      "`--diameter PX` or `--auto-scale` rescale images whose objects differ.")
+    datasets = training.get("dataset") or []
+    datasets = [datasets] if isinstance(datasets, str) else datasets
     lines += ["", "## Data", "", source_note, "", "## Reproduce", "", "```bash",
+              *[f"python -m unet.datasets fetch {name}" for name in datasets],
               training.get("command", "make models   # this model's training line is in the Makefile"),
               *([f"python -m unet.tune {_portable_path(model_dir / report['model'])}"]
                 if training.get("tuned_on") else []),
-              export_command.strip(), "```", "",
+              export_command.strip(),
+              *(["python -m bench.generalisation"] if (model_dir / "generalisation.md").is_file() else []),
+              "```", "",
               "## Validation results (float and quantised)", ""]
     keras_accuracy = report["keras"].get("accuracy")
     if keras_accuracy:
