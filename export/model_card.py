@@ -51,11 +51,9 @@ def _source_notes(training: dict) -> str:
 def render_model_card(metadata: ModelMetadata, report: dict, export_command: str, model_dir: Path) -> str:
     training = metadata.training
     source_note = _source_notes(training)
-    if source_note:
-        pass
-    elif "synthetic" in training:
+    if not source_note and "synthetic" in training:
         source_note = f"Synthetic data: `unet.data.synthetic.make_dataset` with {training['synthetic']}."
-    elif training.get("dataset"):
+    elif not source_note and training.get("dataset"):
         source_note = (f"Dataset `{training['dataset']}`: `python -m unet.datasets fetch "
                        f"{training['dataset']}` rebuilds it, with its provenance in SOURCE.md.")
     height, width = metadata.input_size

@@ -49,7 +49,7 @@ from unet.runtime.metadata import (
 )
 from unet.runtime.preprocess import Segmentation, preprocess
 from unet.runtime.segmenter import Segmenter
-from unet.runtime.timing import interleaved_latency, percentiles_ms
+from unet.runtime.timing import interleaved_latency
 from unet.runtime.variants import DEFAULT_VARIANTS, KERAS, QUANTISED_VARIANTS, VARIANTS, litert, variant_path
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -335,8 +335,8 @@ def search_float_layers(
     float32 = next((c for c in converted if c.variant == "float32"), None)
     tensor = preprocess(job.images[0], job.metadata)[0]
     limits = {"size_bytes": options.search_max_size_ratio * len(float32.tflite_bytes) if float32 else None,
-              "p50_ms": options.search_max_latency_ratio * percentiles_ms(
-                  timed_calls(backends["float32"], tensor))["p50_ms"] if float32 else None}
+              "p50_ms": options.search_max_latency_ratio * p50_ms(backends["float32"], tensor)
+              if float32 else None}
     original_row, steps, count = report["variants"]["int8"], [], 1
     print(f"-- searching float layers: int8 fails the gate; {len(groups)} layers ranked by error")
     while len(steps) < SEARCH_MAX_STEPS:
@@ -382,7 +382,7 @@ def try_float_tensors(
     row["float_tensors"] = tensors
     report["variants"]["int8"] = row
     passed = not [failure for failure in job.options.gate(report) if ": int8 " in failure]
-    p50 = percentiles_ms(timed_calls(backend, tensor))["p50_ms"]
+    p50 = p50_ms(backend, tensor)
     print(f"   {len(tensors)} tensors in float: {len(tflite_bytes) / 1024:.0f} KiB, p50 {p50:.2f} ms, "
           f"drop {row['mean_iou_drop']:.4f}: {'passes' if passed else 'fails'}")
     step = {"float_tensors": tensors, "size_bytes": len(tflite_bytes), "p50_ms": p50,
@@ -406,14 +406,8 @@ def float_groups(statistics: list[dict]) -> list[tuple[str, ...]]:
     return [tuple(t for t in (row["tensor"], following.get(row["tensor"])) if t) for row in by_error]
 
 
-def timed_calls(backend: LiteRTBackend, tensor: np.ndarray, runs: int = 10) -> list[float]:
-    backend.run(tensor)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        backend.run(tensor)
-        times.append((time.perf_counter() - started) * 1000.0)
-    return times
+def p50_ms(backend: LiteRTBackend, tensor: np.ndarray, runs: int = 10) -> float:
+    return interleaved_latency({backend.name: backend.run}, tensor, runs)[backend.name]["p50_ms"]
 
 
 def measure(job: ExportJob, converted: list[ConvertedVariant], backends: dict[str, LiteRTBackend]) -> dict:

@@ -160,10 +160,13 @@ def compare(
     metadata = catalog.model(model_name).metadata
     timed_runs = max(1, int(timed_runs))
     tensor, info = preprocess(image, metadata)
-    scale = None
+    scale, scaled = None, {}
     if auto_scale:
-        scale = catalog.segmenter(model_name, backends[0]).segment(image, threshold, auto_scale=True).scale
-        object_diameter = scale.object_diameter_px if scale.passes == 2 else None
+        first = catalog.segmenter(model_name, backends[0]).segment(image, threshold, auto_scale=True)
+        scale = first.scale
+        if scale.passes == 2:
+            object_diameter = scale.object_diameter_px
+            scaled[backends[0]] = first.segmentation
     elif object_diameter is not None:
         scale = ScaleChoice("given", scale_for_diameter(metadata, object_diameter), object_diameter)
     results = []
@@ -171,7 +174,9 @@ def compare(
         segmenter = catalog.segmenter(model_name, backend)
         # The warm-up call's output is the one segmented: no extra model call.
         timing = segmenter.timed_run(tensor, timed_runs)
-        if object_diameter is not None:
+        if backend in scaled:
+            segmentation = scaled[backend]
+        elif object_diameter is not None:
             segmentation = segmenter.segment(image, threshold, object_diameter=object_diameter).segmentation
         else:
             segmentation = postprocess(timing.output, info, metadata, threshold)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 from skimage.measure import label
-from skimage.segmentation import find_boundaries, relabel_sequential, watershed
+from skimage.segmentation import find_boundaries, watershed
 
 from unet.runtime.errors import UserError
 from unet.runtime.metadata import InstanceParams
@@ -76,21 +76,14 @@ def sequential_without_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return new_ids[labels]
 
 
-def without_small_labels(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Labels with every id covering fewer than `min_size` pixels set to 0.
-
-    scikit-image renamed remove_small_objects' size argument in 0.26; the Pi's tflite-runtime
-    venv needs numpy<2 and so an older scikit-image, where the new name crashed the edge runner.
-    """
-    areas = np.bincount(labels.ravel())
-    small = areas < min_size
-    small[0] = False
-    return np.where(small[labels], 0, labels)
-
-
 def without_small_regions(mask: np.ndarray, min_size: int) -> np.ndarray:
-    """A boolean mask without its 4-connected regions of fewer than `min_size` pixels."""
-    return without_small_labels(label(mask, connectivity=1), min_size) > 0
+    """A boolean mask without its 4-connected regions of fewer than `min_size` pixels.
+
+    Counted here rather than by skimage's remove_small_objects, whose size argument was renamed
+    in 0.26: the Pi's tflite-runtime venv needs numpy<2, so an older scikit-image, where the new
+    name crashed the edge runner.
+    """
+    return sequential_without_small(label(mask, connectivity=1), min_size) > 0
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -117,8 +110,4 @@ def distance_peaks(distance: np.ndarray, min_distance: int) -> np.ndarray:
 
 def connected_component_instances(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
     """The baseline: every connected foreground region is one instance (touching ones merge)."""
-    foreground = foreground > 0
-    if min_size > 1:
-        foreground = without_small_regions(foreground, min_size)
-    instance_labels = label(foreground, connectivity=1)
-    return relabel_sequential(instance_labels)[0].astype(np.int32)
+    return sequential_without_small(label(foreground > 0, connectivity=1), min_size)

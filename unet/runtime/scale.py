@@ -26,8 +26,9 @@ SCALE_LIMITS = (0.125, 8.0)
 class ScaleChoice:
     """How an image was scaled for the model.
 
-    method: "resize" (whole image to the model input), "given" (the caller's object
-        diameter) or "auto" (estimated by a first pass).
+    method: "resize" (whole image to the model input), "tile" (model-sized windows at the
+        image's own scale), "given" (the caller's object diameter) or "auto" (estimated by a
+        first pass).
     factor: model-input pixels per image pixel.
     object_diameter_px: the objects' diameter in image pixels (given or measured), if known.
     passes: model passes spent (auto: 1 when the first pass was already at scale, else 2).

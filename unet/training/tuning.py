@@ -17,7 +17,7 @@ from unet.data.splits import recorded_split
 from unet.runtime.errors import UserError
 from unet.runtime.evaluation import format_instance_scores, score_segmentations
 from unet.runtime.metadata import InstanceParams, load_metadata, metadata_path_for, save_metadata
-from unet.runtime.preprocess import preprocess, segment_probabilities
+from unet.runtime.preprocess import postprocess, preprocess
 from unet.runtime.segmenter import Segmenter
 
 
@@ -39,13 +39,13 @@ def tune_instance_params(
     outputs = []
     for image in training.images:
         tensor, info = preprocess(image, metadata)
-        outputs.append((segmenter.run_tensor(tensor)[0], info.original_size))
+        outputs.append((segmenter.run_tensor(tensor), info))
     original = metadata.instance
     results = []
     for distance, threshold in product(distances, interior_thresholds):
         metadata.instance = dataclasses.replace(original, marker_min_distance=distance,
                                                 interior_threshold=threshold)
-        predictions = [segment_probabilities(output, metadata, size=size) for output, size in outputs]
+        predictions = [postprocess(output, info, metadata) for output, info in outputs]
         per_folder = {}
         for folder, indices in groups.items():
             subset = training.subset(indices)
