@@ -47,9 +47,10 @@ def _converter(saved_model: Path, variant: str, representative: RepresentativeDa
             raise UserError(f"{variant} needs calibration images (--calib DIR)")
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io_type = tf.int8 if variant == "int8" else tf.uint8
-        converter.inference_input_type = io_type
-        converter.inference_output_type = io_type
+        if variant != "int8-float-io":
+            io_type = tf.int8 if variant == "int8" else tf.uint8
+            converter.inference_input_type = io_type
+            converter.inference_output_type = io_type
     elif variant != "dynamic":
         raise UserError(f"unknown variant {variant!r}; choose from {VARIANTS}")
     return converter

@@ -50,7 +50,15 @@ from unet.runtime.metadata import (
 from unet.runtime.preprocess import Segmentation, preprocess
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.timing import interleaved_latency
-from unet.runtime.variants import DEFAULT_VARIANTS, KERAS, QUANTISED_VARIANTS, VARIANTS, litert, variant_path
+from unet.runtime.variants import (
+    DEFAULT_VARIANTS,
+    KERAS,
+    QUANTISED_VARIANTS,
+    SHIPPED_VARIANTS,
+    VARIANTS,
+    litert,
+    variant_path,
+)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -495,8 +503,9 @@ def parse_args(argv: list[str] | None) -> tuple[list[Path], ExportOptions]:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, action="append",
                         help="a .keras file (repeatable; default: every assets/*/*.keras)")
-    parser.add_argument("--quant", default=",".join(DEFAULT_VARIANTS),
-                        help=f"comma-separated variants from {','.join(VARIANTS)}")
+    parser.add_argument("--quant",
+                        help=f"comma-separated variants from {','.join(VARIANTS)} (default: "
+                        f"{','.join(DEFAULT_VARIANTS)}; for the shipped models {','.join(SHIPPED_VARIANTS)})")
     parser.add_argument("--calib", type=Path, help="calibration images (folder, or a dataset's images/)")
     parser.add_argument("--calib-n", type=int, default=200)
     parser.add_argument("--eval", dest="eval_data", type=Path,
@@ -519,6 +528,7 @@ def parse_args(argv: list[str] | None) -> tuple[list[Path], ExportOptions]:
                         help="convert the model as it is, without rewriting layers whose TFLite "
                         "lowering XNNPACK cannot run (UpSampling2D nearest)")
     args = parser.parse_args(argv)
+    args.quant = args.quant or ",".join(DEFAULT_VARIANTS if args.model else SHIPPED_VARIANTS)
     variants = tuple(v.strip() for v in args.quant.split(",") if v.strip())
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown or not variants:

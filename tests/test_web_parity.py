@@ -1,8 +1,9 @@
-"""The browser's preprocessing (web/preprocess.js) against the Python runtime's, with node's test runner.
+"""The browser's preprocessing and postprocessing (web/*.js) against the Python runtime's.
 
-Python writes each case (raw image bytes, metadata, and the tensor `preprocess` makes) into a
-folder; `node --test web/test/` reads them and checks its own tensor within 1e-6 (measured: one
-float32 step, 6e-8, at most).
+Python writes each case into a folder: for preprocessing the raw image bytes, the metadata and
+the tensor `preprocess` makes, checked within 1e-6 (measured: one float32 step, 6e-8, at most);
+for postprocessing a model's output and the class mask and instance labels `postprocess` makes,
+checked for equality. `node --test web/test/` reads them.
 """
 
 import json
@@ -14,8 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet.runtime.metadata import ModelMetadata, Normalisation
-from unet.runtime.preprocess import preprocess
+from unet.runtime.backends import LiteRTBackend
+from unet.runtime.imageio import image_files, read_image
+from unet.runtime.metadata import ModelMetadata, Normalisation, load_metadata, model_metadata_files
+from unet.runtime.preprocess import PreprocessInfo, postprocess, preprocess
+from unet.runtime.variants import BROWSER_VARIANT, variant_path
 
 REPO = Path(__file__).resolve().parents[1]
 NODE = shutil.which("node")
@@ -58,9 +62,54 @@ def write_case(folder: Path, name: str, dtype: str, shape, input_size, channels:
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_browser_preprocessing_matches_python_for_every_normalisation(tmp_path):
+    (tmp_path / "preprocess").mkdir()
     for name, case in CASES.items():
-        write_case(tmp_path, name, *case)
-    completed = subprocess.run([NODE, "--test", str(REPO / "web" / "test")], capture_output=True, text=True,
-                               env={"WEB_FIXTURES": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=300)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+        write_case(tmp_path / "preprocess", name, *case)
+    completed = run_node_tests(tmp_path)
     assert f"# pass {len(CASES) + 1}" in completed.stdout
+
+
+def run_node_tests(fixtures: Path) -> subprocess.CompletedProcess:
+    completed = subprocess.run([NODE, "--test", str(REPO / "web" / "test")], capture_output=True, text=True,
+                               env={"WEB_FIXTURES": str(fixtures), "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+    return completed
+
+
+def write_postprocess_case(folder: Path, name: str, probabilities: np.ndarray, metadata: ModelMetadata,
+                           size: tuple[int, int], threshold: float | None = None) -> None:
+    segmentation = postprocess(probabilities, PreprocessInfo(size), metadata, threshold)
+    (folder / f"{name}.probabilities").write_bytes(probabilities.astype(np.float32).tobytes())
+    (folder / f"{name}.class_mask").write_bytes(segmentation.class_mask.astype(np.uint8).tobytes())
+    case = {"metadata": metadata.to_dict(), "size": list(size), "threshold": threshold,
+            "probabilities": f"{name}.probabilities", "class_mask": f"{name}.class_mask"}
+    if segmentation.instance_labels is not None:
+        (folder / f"{name}.instances").write_bytes(segmentation.instance_labels.astype(np.int32).tobytes())
+        case.update(instance_labels=f"{name}.instances", instance_count=segmentation.instance_count)
+    (folder / f"{name}.json").write_text(json.dumps(case))
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_browser_postprocessing_gives_pythons_masks_and_instances(tmp_path):
+    """Shipped models' real outputs on every example image, at the image's size, 2x up and 0.6x down."""
+    folder = tmp_path / "postprocess"
+    folder.mkdir()
+    count = 0
+    for metadata_path in model_metadata_files(REPO / "assets"):
+        metadata = load_metadata(metadata_path)
+        backend = LiteRTBackend(variant_path(metadata_path, BROWSER_VARIANT), num_threads=1)
+        for example in image_files(REPO / "assets" / "examples"):
+            if not example.name.startswith(f"{metadata.name}-"):
+                continue
+            image = read_image(example)
+            probabilities = backend.run(preprocess(image, metadata)[0])
+            height, width = image.shape[:2]
+            for label, size in (("same", (height, width)), ("up", (2 * height, 2 * width + 3)),
+                                ("down", (round(0.6 * height), round(0.6 * width)))):
+                write_postprocess_case(folder, f"{example.stem}-{label}", probabilities, metadata, size)
+                count += 1
+    binary = ModelMetadata(input_size=(32, 40), channels=1, class_names=["background", "object"])
+    smooth = np.random.default_rng(3).random((1, 32, 40, 1)).astype(np.float32)
+    write_postprocess_case(folder, "binary-threshold", smooth, binary, (70, 50), threshold=0.4)
+    completed = run_node_tests(tmp_path)
+    assert f"# pass {count + 2}" in completed.stdout, completed.stdout[-2000:]
