@@ -1,0 +1,234 @@
+// Instances from a 3-class U-Net (background, interior, boundary), as unet/runtime/instances.py
+// with marker_min_distance 0: interior components seed a watershed on the interior probability.
+// Each step repeats what Python's libraries do, down to the order in which ties are settled, so
+// the labels are the same ids at the same pixels (tests/test_web_parity.py checks it).
+
+export const BACKGROUND = 0;
+export const INTERIOR = 1;
+
+/**
+ * @typedef {{foreground_threshold: number, interior_threshold: number, marker_min_distance: number,
+ *            min_size: number}} InstanceParams
+ */
+
+/**
+ * 4-connected components of a mask, numbered 1..N in the raster order of their first pixel,
+ * as skimage.measure.label(mask, connectivity=1) numbers them.
+ * @param {Uint8Array} mask (H*W) 0/1
+ * @param {number} height
+ * @param {number} width
+ * @returns {Int32Array}
+ */
+export function labelComponents(mask, height, width) {
+  const labels = new Int32Array(height * width);
+  const queue = new Int32Array(height * width);
+  let next = 0;
+  for (let start = 0; start < mask.length; start++) {
+    if (!mask[start] || labels[start]) continue;
+    next += 1;
+    labels[start] = next;
+    let head = 0;
+    let tail = 0;
+    queue[tail++] = start;
+    while (head < tail) {
+      const p = queue[head++];
+      const y = Math.floor(p / width);
+      const x = p - y * width;
+      if (y > 0 && mask[p - width] && !labels[p - width]) { labels[p - width] = next; queue[tail++] = p - width; }
+      if (x > 0 && mask[p - 1] && !labels[p - 1]) { labels[p - 1] = next; queue[tail++] = p - 1; }
+      if (x < width - 1 && mask[p + 1] && !labels[p + 1]) { labels[p + 1] = next; queue[tail++] = p + 1; }
+      if (y < height - 1 && mask[p + width] && !labels[p + width]) { labels[p + width] = next; queue[tail++] = p + width; }
+    }
+  }
+  return labels;
+}
+
+/**
+ * Ids renumbered 1..N in order, those covering fewer than `minSize` pixels dropped.
+ * @param {Int32Array} labels
+ * @param {number} minSize
+ * @returns {Int32Array}
+ */
+export function sequentialWithoutSmall(labels, minSize) {
+  let top = 0;
+  for (const id of labels) if (id > top) top = id;
+  const counts = new Int32Array(top + 1);
+  for (const id of labels) counts[id] += 1;
+  const newIds = new Int32Array(top + 1);
+  let kept = 0;
+  for (let id = 1; id <= top; id++) if (counts[id] >= minSize) newIds[id] = ++kept;
+  return labels.map((id) => newIds[id]);
+}
+
+/**
+ * `mask` with every background region that does not touch the border filled (4-connected).
+ * @param {Uint8Array} mask
+ * @param {number} height
+ * @param {number} width
+ * @returns {Uint8Array}
+ */
+export function fillHoles(mask, height, width) {
+  const outside = new Uint8Array(mask.length);
+  const queue = new Int32Array(mask.length);
+  let tail = 0;
+  const seed = (/** @type {number} */ p) => {
+    if (!mask[p] && !outside[p]) { outside[p] = 1; queue[tail++] = p; }
+  };
+  for (let x = 0; x < width; x++) { seed(x); seed((height - 1) * width + x); }
+  for (let y = 0; y < height; y++) { seed(y * width); seed(y * width + width - 1); }
+  for (let head = 0; head < tail; head++) {
+    const p = queue[head];
+    const y = Math.floor(p / width);
+    const x = p - y * width;
+    if (y > 0) seed(p - width);
+    if (x > 0) seed(p - 1);
+    if (x < width - 1) seed(p + 1);
+    if (y < height - 1) seed(p + width);
+  }
+  return outside.map((isOutside) => (isOutside ? 0 : 1));
+}
+
+/**
+ * The binary heap of scikit-image's watershed (heap_general.pxi): smallest (value, age) first,
+ * pushed by sifting up, popped by moving the last item to the root and sifting down. Ties
+ * between markers (all age 0) are settled by this exact structure, so it is repeated as is.
+ */
+class WatershedHeap {
+  constructor() {
+    /** @type {number[]} */ this.values = [];
+    /** @type {number[]} */ this.ages = [];
+    /** @type {number[]} */ this.indices = [];
+  }
+
+  get size() { return this.values.length; }
+
+  /** @param {number} a @param {number} b */
+  smaller(a, b) {
+    const va = this.values[a];
+    const vb = this.values[b];
+    return va !== vb ? va < vb : this.ages[a] < this.ages[b];
+  }
+
+  /** @param {number} a @param {number} b */
+  swap(a, b) {
+    for (const array of [this.values, this.ages, this.indices]) [array[a], array[b]] = [array[b], array[a]];
+  }
+
+  /** @param {number} value @param {number} age @param {number} index */
+  push(value, age, index) {
+    let child = this.values.length;
+    this.values.push(value);
+    this.ages.push(age);
+    this.indices.push(index);
+    while (child > 0) {
+      const parent = ((child + 1) >> 1) - 1;
+      if (!this.smaller(child, parent)) break;
+      this.swap(parent, child);
+      child = parent;
+    }
+  }
+
+  /** @returns {number} the pixel index of the smallest item */
+  pop() {
+    const popped = this.indices[0];
+    const last = this.values.length - 1;
+    this.swap(0, last);
+    this.values.pop();
+    this.ages.pop();
+    this.indices.pop();
+    const items = last;
+    let i = 0;
+    for (;;) {
+      const left = 2 * i + 1;
+      const right = left + 1;
+      if (left >= items) break;
+      let smallest = i;
+      if (this.smaller(left, i)) smallest = left;
+      if (right < items && this.smaller(right, smallest)) smallest = right;
+      if (smallest === i) break;
+      this.swap(i, smallest);
+      i = smallest;
+    }
+    return popped;
+  }
+}
+
+/**
+ * skimage.segmentation.watershed(elevation, markers, mask=mask) as scikit-image 0.26 runs it,
+ * 4-connected, no compactness: pixels are taken from the heap in order of their own elevation
+ * (markers at theirs too), and each neighbour is labelled when it is first reached.
+ * @param {Float64Array | Float32Array} elevation
+ * @param {Int32Array} markers
+ * @param {Uint8Array} mask
+ * @param {number} height
+ * @param {number} width
+ * @returns {Int32Array}
+ */
+export function watershed(elevation, markers, mask, height, width) {
+  const output = new Int32Array(height * width);
+  const heap = new WatershedHeap();
+  for (let p = 0; p < markers.length; p++) {
+    if (markers[p] && mask[p]) {
+      output[p] = markers[p];
+      heap.push(elevation[p], 0, p);
+    }
+  }
+  let age = 1;
+  while (heap.size > 0) {
+    const p = heap.pop();
+    const y = Math.floor(p / width);
+    const x = p - y * width;
+    // skimage's neighbour order: up, left, right, down.
+    const neighbours = [y > 0 ? p - width : -1, x > 0 ? p - 1 : -1, x < width - 1 ? p + 1 : -1,
+      y < height - 1 ? p + width : -1];
+    for (const q of neighbours) {
+      if (q < 0 || !mask[q] || output[q]) continue;
+      age += 1;
+      output[q] = output[p];
+      heap.push(elevation[q], age, q);
+    }
+  }
+  return output;
+}
+
+/**
+ * Probabilities (H*W*3, row-major) -> instance ids (H*W), 0 = background, ids 1..N.
+ * @param {Float32Array} probabilities
+ * @param {number} height
+ * @param {number} width
+ * @param {InstanceParams} params
+ * @returns {Int32Array}
+ */
+export function instancesFromProbabilities(probabilities, height, width, params) {
+  if (params.marker_min_distance > 0) {
+    throw new Error(`this model's instance separation uses distance-transform markers ` +
+      `(marker_min_distance ${params.marker_min_distance}); the browser implements interior ` +
+      'components only (marker_min_distance 0): re-tune it with `python -m unet.tune MODEL --candidates 0`');
+  }
+  const count = height * width;
+  // numpy compares float32 arrays with a Python float in float32.
+  const foregroundCut = Math.fround(params.foreground_threshold);
+  const interiorCut = Math.fround(params.interior_threshold);
+  let foreground = new Uint8Array(count);
+  for (let p = 0; p < count; p++) {
+    foreground[p] = Math.fround(1 - probabilities[3 * p + BACKGROUND]) >= foregroundCut ? 1 : 0;
+  }
+  foreground = fillHoles(foreground, height, width);
+  const interior = new Uint8Array(count);
+  const elevation = new Float64Array(count);
+  for (let p = 0; p < count; p++) {
+    const interiorProbability = probabilities[3 * p + INTERIOR];
+    interior[p] = interiorProbability >= interiorCut && foreground[p] ? 1 : 0;
+    elevation[p] = -interiorProbability;
+  }
+  const smallestSeed = Math.max(1, Math.floor(params.min_size / 4));
+  const markers = sequentialWithoutSmall(labelComponents(interior, height, width), smallestSeed);
+  const flooded = watershed(elevation, markers, foreground, height, width);
+  let top = 0;
+  for (const id of flooded) if (id > top) top = id;
+  const unseededMask = new Uint8Array(count);
+  for (let p = 0; p < count; p++) unseededMask[p] = foreground[p] && !flooded[p] ? 1 : 0;
+  const unseeded = labelComponents(unseededMask, height, width);
+  const instanceLabels = flooded.map((id, p) => (unseeded[p] > 0 ? unseeded[p] + top : id));
+  return sequentialWithoutSmall(instanceLabels, params.min_size);
+}
