@@ -22,11 +22,13 @@ import gradio as gr
 import numpy as np
 
 from unet.runtime import errors
-from unet.runtime.compare import Comparison, ModelCatalog, compare
+from unet.runtime.browser import CrossOriginIsolation, add_browser_routes, device_segmentation
+from unet.runtime.compare import Comparison, ModelCatalog, compare, compare_device
 from unet.runtime.imageio import ImageReadError, image_files, image_size, read_image
 from unet.runtime.overlay import mask_image, save_instance_labels, save_png
 
 ASSETS = Path(os.environ.get("UNET_ASSETS", Path(__file__).resolve().parent / "assets"))
+WEB = Path(__file__).resolve().parent / "web"
 MAX_PIXELS = 4_000_000
 MAX_UPLOAD = "40mb"
 DOWNLOADS = Path(tempfile.gettempdir()) / "unet-edge-downloads"
@@ -52,6 +54,21 @@ class SegmentView:
     table: gr.Dataframe
     notes: str
     masks: list[str]
+    summary: dict
+    server_rows: list
+
+    def values(self) -> list:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+
+
+@dataclass
+class DeviceView:
+    """What one on-device result shows; the page's outputs follow these fields in order."""
+
+    overlay: str
+    disagreement: str
+    table: gr.Dataframe
+    notes: str
     summary: dict
 
     def values(self) -> list:
@@ -226,7 +243,44 @@ class Handlers:
             notes="\n\n".join(note_lines),
             masks=files.masks,
             summary=comparison.summary,
+            server_rows=comparison.table(),
         )
+
+    def device_result(
+        self, image_path: str | None, model_name: str, reference_backend: str, threshold: float,
+        opacity: float, server_rows: list | None, payload: dict,
+    ) -> DeviceView:
+        """The visitor's on-device run (api_name="device_result"): its overlay, its disagreement with
+        backend A, and its row under the server's rows in the latency table.
+
+        payload: what web/unet-edge.js sends: masks as PNG data URLs, timings, what ran it.
+        """
+        model = self.model(model_name)
+        image, _ = self.load_upload(image_path)
+        if payload.get("model") not in (None, model_name):
+            raise UserError(f"The device ran {payload.get('model')!r} but {model_name!r} is selected; "
+                            "run it again.")
+        try:
+            device = device_segmentation(payload, image.shape[:2])
+            binary_threshold = threshold if model.metadata.output_channels == 1 else None
+            result = compare_device(self.catalog, image, model_name, reference_backend, device,
+                                    binary_threshold, opacity)
+        except errors.UserError as error:
+            raise UserError(str(error)) from error
+        folder = self.request_folder()
+        overlay = save_png(result.overlay, folder / f"{model_name}-this-device-overlay.png")
+        disagreement = save_png(result.disagreement, folder / f"{model_name}-this-device-disagreement.png")
+        rows = [row for row in (server_rows or []) if not str(row[0]).startswith("this device")]
+        headers = ["backend", "p50 ms", "p95 ms", "file size"]
+        headers += ["instances"] if model.metadata.mode == "instance" else []
+        agreed = result.agreement
+        note = (f"{device.backend} against {reference_backend} (resized to the model input on both): "
+                f"{100 * agreed['pixel_agreement']:.2f}% of pixels agree, mean IoU {agreed['mean_iou']:.4f}"
+                + (f", matched-instance F1 {agreed['matched_instance_f1']:.4f}"
+                   if "matched_instance_f1" in agreed else "")
+                + ". Latency measured by the browser on this device; the image was not sent for it.")
+        return DeviceView(str(overlay), str(disagreement),
+                          gr.Dataframe(value=[*rows, result.row], headers=headers), note, result.summary)
 
     def update_backends(self, model_name: str) -> tuple[gr.Dropdown, gr.Dropdown, str]:
         model = self.model(model_name)
@@ -274,6 +328,33 @@ def scale_notes(scale: dict, metadata) -> list[str]:
             "segmented in model-sized windows."]
 
 
+# The on-device panel: LiteRT.js on the visitor's machine (web/unet-edge.js does the work).
+DEVICE_PANEL = """
+<div class="device">
+  <h3>On this device (LiteRT.js, in your browser)</h3>
+  <p class="device-status">Loading the on-device backend...</p>
+  <p>
+    <button class="device-run lg secondary" type="button">Run on this device</button>
+    <label>Private image (segmented here, never uploaded):
+      <input class="device-file" type="file" accept="image/*"></label>
+    <label><input class="device-camera" type="checkbox"> Live camera (on device)</label>
+  </p>
+  <p class="device-rate"></p>
+  <canvas class="device-overlay"></canvas>
+</div>
+"""
+DEVICE_PANEL_CSS = ".device canvas { max-width: 100%; } .device label { margin-left: 1em; }"
+# 'device_result' is the event the panel triggers; gradio finds custom events by their quoted names.
+DEVICE_PANEL_JS = """
+import('/unet-edge/web/unet-edge.js')
+  .then((module) => module.mountPanel(element, (name, data) => trigger(name, data)))
+  .catch((error) => {
+    element.querySelector('.device-status').textContent = `On-device backend unavailable: ${error}`;
+  });
+// events: 'device_result'
+"""
+
+
 def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Blocks:
     """The page for the models in `catalog`; `handlers` defaults to `Handlers(catalog)`."""
     handlers = handlers or Handlers(catalog)
@@ -315,13 +396,22 @@ def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Bl
         with gr.Row():
             slider = gr.ImageSlider(label="A | B")
             disagreement = gr.Image(label="Where A and B disagree (magenta)", elem_id="disagreement")
-        table = gr.Dataframe(label="Latency and size", interactive=False)
+        table = gr.Dataframe(label="Latency and size", interactive=False, elem_id="latency-table")
         notes = gr.Markdown()
+        device = gr.HTML(html_template=DEVICE_PANEL, css_template=DEVICE_PANEL_CSS,
+                         js_on_load=DEVICE_PANEL_JS, elem_id="device-panel")
+        with gr.Row():
+            device_overlay = gr.Image(label="This device overlay", format="png", elem_id="overlay-device")
+            device_disagreement = gr.Image(label="Where A and this device disagree (magenta)",
+                                           elem_id="disagreement-device")
+        device_notes = gr.Markdown(elem_id="device-notes")
         masks = gr.File(label="Masks (PNG)", file_count="multiple")
         summary = gr.JSON(label="Summary")
+        device_summary = gr.JSON(label="On-device summary", visible=False)
+        server_rows = gr.State([])
         outputs = {"overlay_a": overlay_a, "overlay_b": overlay_b, "slider": slider,
                    "disagreement": disagreement, "table": table, "notes": notes, "masks": masks,
-                   "summary": summary}
+                   "summary": summary, "server_rows": server_rows}
         assert list(outputs) == [f.name for f in dataclasses.fields(SegmentView)]
 
         # The API takes its parameter names and defaults from the handler's signature.
@@ -329,6 +419,15 @@ def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Bl
         def segment(*inputs):
             return handlers.segment(*inputs).values()
 
+        def device_result(image_path, model_name, reference, threshold_value, opacity_value, rows,
+                          event: gr.EventData):
+            return handlers.device_result(image_path, model_name, reference, threshold_value, opacity_value,
+                                          rows, event._data or {}).values()
+
+        device_outputs = [device_overlay, device_disagreement, table, device_notes, device_summary]
+        assert len(device_outputs) == len(dataclasses.fields(DeviceView))
+        device.device_result(device_result, inputs=[image, model, backend_a, threshold, opacity, server_rows],
+                             outputs=device_outputs, api_name=False, concurrency_limit=2)
         model.change(handlers.update_backends, inputs=model, outputs=[backend_a, backend_b, description])
         run.click(
             segment,
@@ -340,14 +439,23 @@ def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Bl
     return demo
 
 
-def serve(blocks: gr.Blocks) -> None:
+def web_app(blocks: gr.Blocks, catalog: ModelCatalog):
+    """The page and the browser backend's files under one origin, cross-origin isolated."""
+    from fastapi import FastAPI
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(CrossOriginIsolation)
+    add_browser_routes(app, catalog, WEB)
+    blocks.queue(max_size=64, default_concurrency_limit=2)
+    return gr.mount_gradio_app(app, blocks, path="", max_file_size=MAX_UPLOAD, show_error=True)
+
+
+def serve(blocks: gr.Blocks, catalog: ModelCatalog) -> None:
     """Start the server the way every deployment does (port and host from GRADIO_SERVER_*)."""
-    blocks.queue(max_size=64, default_concurrency_limit=2).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        max_file_size=MAX_UPLOAD,
-        show_error=True,
-    )
+    import uvicorn
+
+    uvicorn.run(web_app(blocks, catalog), host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), log_level="warning")
 
 
 catalog = ModelCatalog(ASSETS)
@@ -355,4 +463,4 @@ demo = build_demo(catalog)
 
 if __name__ == "__main__":
     catalog.warm_up()
-    serve(demo)
+    serve(demo, catalog)

@@ -25,7 +25,7 @@ from unet.runtime.preprocess import Segmentation, postprocess, preprocess
 from unet.runtime.scale import ScaleChoice, scale_for_diameter
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.timing import percentiles_ms
-from unet.runtime.variants import DEFAULT_VARIANTS, KERAS, litert, variant_path
+from unet.runtime.variants import BROWSER_VARIANT, DEFAULT_VARIANTS, KERAS, litert, variant_path
 
 # The backends the app offers, in the order it lists them.
 BACKEND_ORDER = (KERAS, *(litert(variant) for variant in DEFAULT_VARIANTS))
@@ -104,6 +104,11 @@ class ModelCatalog:
                 opened = open_backend(model.files[backend], self.num_threads)
                 self._segmenters[key] = Segmenter(opened, model.metadata)
             return self._segmenters[key]
+
+    def browser_file_size(self, model_name: str) -> int:
+        """Bytes of the model's browser variant, the file the visitor's device runs."""
+        files = self.model(model_name).files
+        return variant_path(next(iter(files.values())), BROWSER_VARIANT).stat().st_size
 
     def warm_up(self) -> None:
         """Open every backend once so the first request does not pay for loading."""
@@ -203,3 +208,38 @@ def compare(
         "scale": scale.to_dict() if scale else {"method": "resize"},
     }
     return Comparison(results, disagreement, agreed, summary)
+
+
+@dataclass
+class DeviceComparison:
+    """The browser backend's masks beside a server backend's, drawn by the same code as theirs."""
+
+    overlay: np.ndarray
+    disagreement: Image.Image
+    agreement: dict
+    row: list
+    summary: dict
+
+
+def compare_device(
+    catalog: ModelCatalog, image: np.ndarray, model_name: str, reference_backend: str, device,
+    threshold: float | None = None, opacity: float = 0.5,
+) -> DeviceComparison:
+    """Set the visitor's on-device result (`browser.DeviceSegmentation`) against `reference_backend`.
+
+    The reference segments the image as the browser did: resized to the model input, no scale option.
+    """
+    metadata = catalog.model(model_name).metadata
+    reference = catalog.segmenter(model_name, reference_backend).segment(image, threshold).segmentation
+    on_device = Segmentation(np.empty((0, 0, 0), np.float32), device.class_mask, device.instance_labels)
+    agreed = agreement(metadata, [reference], [on_device])
+    overlay = segmentation_overlay(image, on_device, metadata.class_colours, opacity)
+    disagreement = disagreement_overlay(image, reference.class_mask, on_device.class_mask)
+    row = [device.backend, round(device.p50_ms, 2), round(device.p95_ms, 2),
+           f"{catalog.browser_file_size(model_name) / 1024:.0f} KiB"]
+    if metadata.mode == "instance":
+        row.append(on_device.instance_count)
+    summary = {"backend": device.backend, "p50_ms": device.p50_ms, "p95_ms": device.p95_ms,
+               "reference": reference_backend, "agreement": agreed,
+               **({"instance_count": on_device.instance_count} if metadata.mode == "instance" else {})}
+    return DeviceComparison(overlay, disagreement, agreed, row, summary)

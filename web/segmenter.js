@@ -1,0 +1,67 @@
+// One path for the browser backend, as segmenter.py: pixels -> preprocess -> LiteRT.js ->
+// postprocess -> Segmentation, with the model call timed like the server's (one warm-up call,
+// then `runs` timed calls on the same tensor).
+
+import {LiteRtJsBackend} from './backend.js';
+import {segmentProbabilities} from './postprocess.js';
+import {preprocess} from './preprocess.js';
+
+/**
+ * @typedef {import('./postprocess.js').ModelMetadata} ModelMetadata
+ * @typedef {import('./postprocess.js').Segmentation} Segmentation
+ * @typedef {import('./preprocess.js').Pixels} Pixels
+ * @typedef {{segmentation: Segmentation, latenciesMs: number[], p50Ms: number, p95Ms: number,
+ *            timingsMs: {preprocess: number, model: number, postprocess: number}}} SegmentResult
+ */
+
+/** numpy.percentile's linear interpolation, as timing.percentiles_ms. */
+export function percentileOf(/** @type {number[]} */ values, /** @type {number} */ percent) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const position = (sorted.length - 1) * percent / 100;
+  const low = Math.floor(position);
+  const high = Math.min(low + 1, sorted.length - 1);
+  return sorted[low] + (sorted[high] - sorted[low]) * (position - low);
+}
+
+export class Segmenter {
+  /**
+   * @param {LiteRtJsBackend} backend
+   * @param {ModelMetadata} metadata
+   */
+  constructor(backend, metadata) {
+    const [h, w] = metadata.input_size;
+    const expected = [1, h, w, metadata.channels];
+    if (backend.inputShape.join() !== expected.join()) {
+      throw new Error(`the model takes input [${backend.inputShape}] but its metadata describes [${expected}]`);
+    }
+    this.backend = backend;
+    this.metadata = metadata;
+  }
+
+  /**
+   * Segment one image; `runs` timed model calls after a warm-up (0: the single call only).
+   * @param {Pixels} pixels
+   * @param {{runs?: number, threshold?: number | null}} [options]
+   * @returns {Promise<SegmentResult>}
+   */
+  async segment(pixels, {runs = 0, threshold = null} = {}) {
+    let start = performance.now();
+    const {tensor, originalSize} = preprocess(pixels, this.metadata);
+    const preprocessMs = performance.now() - start;
+    start = performance.now();
+    const probabilities = await this.backend.run(tensor);
+    const firstCallMs = performance.now() - start;
+    const latenciesMs = [];
+    for (let i = 0; i < runs; i++) {
+      start = performance.now();
+      await this.backend.run(tensor);
+      latenciesMs.push(performance.now() - start);
+    }
+    start = performance.now();
+    const segmentation = segmentProbabilities(probabilities, this.metadata, originalSize, threshold);
+    const postprocessMs = performance.now() - start;
+    const timed = latenciesMs.length ? latenciesMs : [firstCallMs];
+    return {segmentation, latenciesMs: timed, p50Ms: percentileOf(timed, 50), p95Ms: percentileOf(timed, 95),
+      timingsMs: {preprocess: preprocessMs, model: firstCallMs, postprocess: postprocessMs}};
+  }
+}

@@ -1,0 +1,229 @@
+// The page's on-device backend: `window.unetEdge` for scripts and tests, and the app's panel
+// (run on this device, live camera). Nothing here sends an image anywhere: the panel reports
+// its masks and timings to the server, never the pixels it segmented.
+
+import {LiteRtJsBackend, singleThreadReason} from './backend.js';
+import {decodeImage, pixelsFromBitmap} from './imageio.js';
+import {segmentationOverlay} from './overlay.js';
+import {Segmenter} from './segmenter.js';
+
+/**
+ * What the server tells the page (GET /unet-edge/config.json).
+ * @typedef {{litert: import('./backend.js').LiteRtSource, models: Object<string, {metadata: string,
+ *            model: string}>, variant: string}} Config
+ * @typedef {{mask: Uint8Array, instanceLabels: Int32Array | null, width: number, height: number,
+ *            instances: number | null, p50_ms: number, p95_ms: number, backend: string,
+ *            accelerator: string, threads: number, cores: number, litert: string}} DeviceResult
+ */
+
+const BASE = '/unet-edge';
+/** @type {Promise<Config> | null} */
+let configPromise = null;
+/** @type {Map<string, Promise<Segmenter>>} */
+const segmenters = new Map();
+
+export function config() {
+  configPromise ??= fetch(`${BASE}/config.json`).then((response) => {
+    if (!response.ok) throw new Error(`cannot read ${BASE}/config.json: HTTP ${response.status}`);
+    return response.json();
+  });
+  return configPromise;
+}
+
+/**
+ * The segmenter of one model on this device, compiled once per (model, accelerator, threads).
+ * @param {string} name
+ * @param {{accelerator?: 'wasm' | 'webgpu', threads?: number}} [options]
+ */
+export function segmenterFor(name, options = {}) {
+  const key = `${name}|${options.accelerator ?? 'wasm'}|${options.threads ?? 'all'}`;
+  if (!segmenters.has(key)) {
+    segmenters.set(key, (async () => {
+      const {litert, models} = await config();
+      const files = models[name];
+      if (!files) throw new Error(`unknown model ${JSON.stringify(name)}; choose one of ${Object.keys(models).join(', ')}`);
+      const metadata = await (await fetch(files.metadata)).json();
+      return new Segmenter(await LiteRtJsBackend.open(litert, files.model, options), metadata);
+    })().catch((error) => { segmenters.delete(key); throw error; }));
+  }
+  return /** @type {Promise<Segmenter>} */ (segmenters.get(key));
+}
+
+/**
+ * Segment an image file on this device.
+ * @param {Blob} blob an image file (PNG, JPEG, WebP, ...)
+ * @param {{model: string, runs?: number, threads?: number, accelerator?: 'wasm' | 'webgpu',
+ *          threshold?: number | null}} options
+ * @returns {Promise<DeviceResult>}
+ */
+export async function segment(blob, options) {
+  if (!options?.model) throw new Error('segment(blob, {model}) needs a model name');
+  const pixels = await decodeImage(blob);
+  return segmentPixels(pixels, options);
+}
+
+/**
+ * @param {import('./preprocess.js').Pixels} pixels
+ * @param {{model: string, runs?: number, threads?: number, accelerator?: 'wasm' | 'webgpu',
+ *          threshold?: number | null}} options
+ * @returns {Promise<DeviceResult>}
+ */
+async function segmentPixels(pixels, options) {
+  const segmenter = await segmenterFor(options.model, options);
+  const result = await segmenter.segment(pixels, {runs: options.runs ?? 10, threshold: options.threshold ?? null});
+  const {litert} = await config();
+  const {segmentation} = result;
+  return {mask: segmentation.classMask, instanceLabels: segmentation.instanceLabels,
+    width: segmentation.width, height: segmentation.height, instances: segmentation.instanceCount,
+    p50_ms: result.p50Ms, p95_ms: result.p95Ms, backend: segmenter.backend.label,
+    accelerator: segmenter.backend.accelerator, threads: segmenter.backend.threads,
+    cores: navigator.hardwareConcurrency ?? 1, litert: `${litert.version} (${litert.source})`,
+    pixels, segmentation, metadata: segmenter.metadata};
+}
+
+/**
+ * A PNG data URL whose red and green bytes hold `values` (low, high byte): how masks and
+ * instance ids travel to the server without the image itself.
+ * @param {ArrayLike<number>} values
+ * @param {number} width
+ * @param {number} height
+ */
+async function valuesPng(values, width, height) {
+  const rgba = new Uint8ClampedArray(width * height * 4);
+  for (let p = 0; p < width * height; p++) {
+    rgba[4 * p] = values[p] & 255;
+    rgba[4 * p + 1] = (values[p] >> 8) & 255;
+    rgba[4 * p + 3] = 255;
+  }
+  const canvas = new OffscreenCanvas(width, height);
+  /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext('2d')).putImageData(new ImageData(rgba, width, height), 0, 0);
+  const blob = await canvas.convertToBlob({type: 'image/png'});
+  return new Promise((resolve) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.readAsDataURL(blob);
+  });
+}
+
+/** @param {HTMLCanvasElement} canvas @param {ImageData} image */
+function draw(canvas, image) {
+  canvas.width = image.width;
+  canvas.height = image.height;
+  /** @type {CanvasRenderingContext2D} */ (canvas.getContext('2d')).putImageData(image, 0, 0);
+}
+
+/** The value of the app's control `#id` (a dropdown or a number input). */
+function control(/** @type {string} */ id) {
+  const input = /** @type {HTMLInputElement | null} */ (document.querySelector(`#${id} input`));
+  return input ? input.value : null;
+}
+
+/**
+ * Wire the app's "On this device" panel (a gr.HTML) to this module.
+ * @param {HTMLElement} element the panel
+ * @param {(event: string, data?: object) => void} trigger sends an event to the server
+ */
+export async function mountPanel(element, trigger) {
+  const status = /** @type {HTMLElement} */ (element.querySelector('.device-status'));
+  const canvas = /** @type {HTMLCanvasElement} */ (element.querySelector('canvas.device-overlay'));
+  const rate = /** @type {HTMLElement} */ (element.querySelector('.device-rate'));
+  const say = (/** @type {string} */ text) => { status.textContent = text; };
+  let cfg;
+  try {
+    cfg = await config();
+  } catch (error) {
+    say(`On-device backend unavailable: ${error}`);
+    return;
+  }
+  const reason = singleThreadReason(cfg.litert);
+  const where = cfg.litert.source === 'local' ? 'served by this app' : `from a public CDN (${cfg.litert.core})`;
+  say(`LiteRT.js ${cfg.litert.version} ${where}; this browser reports ${navigator.hardwareConcurrency ?? '?'} cores. ` +
+    (reason ? `One thread: ${reason}.` : 'WebAssembly threads are available.'));
+
+  const opacity = 0.5;
+  const show = (/** @type {any} */ result) =>
+    draw(canvas, segmentationOverlay(result.pixels, result.segmentation, result.metadata.class_colours, opacity));
+
+  /** @param {Promise<Blob>} source */
+  const runOn = async (source, report) => {
+    const model = control('model');
+    if (!model) throw new Error('choose a model first');
+    say(`Segmenting on this device with ${model}...`);
+    const result = await segmentPixels(await decodeImage(await source), {model, runs: Number(control('timed-runs') ?? 10)});
+    show(result);
+    say(`${result.backend} on this device: p50 ${result.p50_ms.toFixed(2)} ms, p95 ${result.p95_ms.toFixed(2)} ms` +
+      (result.instances !== null ? `, ${result.instances} instances` : '') + (reason ? ` (one thread: ${reason})` : ''));
+    if (report) {
+      trigger('device_result', {
+        model, backend: result.backend, accelerator: result.accelerator, threads: result.threads,
+        cores: result.cores, litert: result.litert, p50_ms: result.p50_ms, p95_ms: result.p95_ms,
+        instances: result.instances, width: result.width, height: result.height,
+        mask_png: await valuesPng(result.mask, result.width, result.height),
+        instances_png: result.instanceLabels ? await valuesPng(result.instanceLabels, result.width, result.height) : null,
+      });
+    }
+  };
+  const guarded = (/** @type {() => Promise<void>} */ work) => () => work().catch((error) => say(`On-device run failed: ${error.message ?? error}`));
+
+  element.querySelector('.device-run')?.addEventListener('click', guarded(async () => {
+    const shown = /** @type {HTMLImageElement | null} */ (document.querySelector('#image img'));
+    if (!shown?.src) throw new Error('no image: upload one or pick an example first');
+    // The image the server already has, read back from it; the run itself sends no pixels.
+    await runOn(fetch(shown.src).then((response) => response.blob()), true);
+  }));
+  element.querySelector('.device-file')?.addEventListener('change', guarded(async () => {
+    const input = /** @type {HTMLInputElement} */ (element.querySelector('.device-file'));
+    if (input.files?.[0]) await runOn(Promise.resolve(input.files[0]), false);
+  }));
+  const camera = /** @type {HTMLInputElement} */ (element.querySelector('.device-camera'));
+  camera?.addEventListener('change', guarded(async () => {
+    if (camera.checked) await startCamera(element, canvas, rate, say, opacity);
+  }));
+}
+
+/**
+ * Stream camera frames through the on-device model until the toggle is cleared. Frames never
+ * leave the page. Shows frames per second and the last frame's latency.
+ */
+async function startCamera(element, canvas, rate, say, opacity) {
+  const camera = /** @type {HTMLInputElement} */ (element.querySelector('.device-camera'));
+  const model = control('model');
+  if (!model) throw new Error('choose a model first');
+  const stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: false});
+  const video = document.createElement('video');
+  video.muted = true;
+  video.playsInline = true;
+  video.srcObject = stream;
+  await video.play();
+  const segmenter = await segmenterFor(model);
+  say(`Live camera on this device: ${segmenter.backend.label}, ${model}. No frame leaves this page.`);
+  const started = performance.now();
+  let frames = 0;
+  try {
+    while (camera.checked) {
+      const frameStart = performance.now();
+      const pixels = pixelsFromBitmap(video);
+      const result = await segmenter.segment(pixels, {runs: 0});
+      draw(canvas, segmentationOverlay(pixels, result.segmentation, segmenter.metadata.class_colours, opacity));
+      frames += 1;
+      const frameMs = performance.now() - frameStart;
+      const fps = frames / ((performance.now() - started) / 1000);
+      rate.dataset.frames = String(frames);
+      rate.textContent = `${fps.toFixed(1)} FPS; last frame ${frameMs.toFixed(1)} ms ` +
+        `(model ${result.timingsMs.model.toFixed(1)} ms)` +
+        (result.segmentation.instanceCount !== null ? `, ${result.segmentation.instanceCount} instances` : '');
+      await new Promise((resolve) => requestAnimationFrame(resolve));
+    }
+  } finally {
+    for (const track of stream.getTracks()) track.stop();
+  }
+}
+
+globalThis.unetEdge = {
+  /** @type {typeof segment} */
+  segment: async (blob, options) => {
+    const {pixels, segmentation, metadata, ...result} = /** @type {any} */ (await segment(blob, options));
+    return result;
+  },
+  config,
+};
