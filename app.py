@@ -455,7 +455,9 @@ def serve(blocks: gr.Blocks, catalog: ModelCatalog) -> None:
     import uvicorn
 
     uvicorn.run(web_app(blocks, catalog), host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), log_level="warning")
+                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), log_level="warning",
+                # Open event streams would otherwise hold a stopping server indefinitely.
+                timeout_graceful_shutdown=5)
 
 
 catalog = ModelCatalog(ASSETS)

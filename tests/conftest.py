@@ -41,7 +41,7 @@ def trained_and_exported(tmp_path_factory):
         epochs=6, patience=6, name="discs", verbose=0,
     ))
     options = ExportOptions(
-        variants=("float32", "float16", "int8"), calib=None, calib_n=32, eval_data=None, eval_n=16,
+        variants=("float32", "float16", "int8", "int8-float-io"), calib=None, calib_n=32, eval_data=None, eval_n=16,
         max_iou_drop=0.02, float_layers=(), latency_runs=3, worst_layers=5,
     )
     report, failures = export_model(out / "discs.keras", options)

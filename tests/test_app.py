@@ -2,9 +2,6 @@
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from served_app import launched_app
 
 gr = pytest.importorskip("gradio")
 
@@ -97,48 +95,14 @@ def test_large_uploads_are_downscaled_with_a_note(tmp_path):
     assert "downscaled" in notes[0] and "300x400" in notes[0]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def running_app(trained_and_exported, tmp_path_factory):
     folder, _, _ = trained_and_exported
     examples = folder.parent / "examples"
     examples.mkdir(exist_ok=True)
     synthetic_png(examples / "discs-example.png", 77, (96, 128))
-    port = free_port()
-    env = {**os.environ, "UNET_ASSETS": str(folder.parent), "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    # A file, not a pipe: an unread pipe fills up and blocks the server's next log write.
-    log_path = tmp_path_factory.mktemp("app-log") / "app.log"
-    log = log_path.open("w")
-    process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    started = time.perf_counter()
-    from gradio_client import Client
-
-    client = None
-    while time.perf_counter() - started < 120:
-        if process.poll() is not None:
-            pytest.fail(f"app exited early: {log_path.read_text()[-3000:]}")
-        try:
-            client = Client(url, verbose=False)
-            break
-        except Exception:
-            time.sleep(0.5)
-    if client is None:
-        process.kill()
-        pytest.fail("app did not start within 120 s")
-    print(f"app answered after {time.perf_counter() - started:.1f} s")
-    yield url, client, process.pid
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+    with launched_app(tmp_path_factory.mktemp("app-log") / "app.log", folder.parent) as running:
+        yield running
 
 
 @pytest.mark.slow
@@ -291,7 +255,7 @@ def test_real_browser_runs_an_example_and_shows_the_latency_table(running_app, t
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(url, wait_until="networkidle")
         page.get_by_text("discs-example").first.click()
-        page.get_by_role("button", name="Segment").click()
+        page.get_by_role("button", name="Segment", exact=True).click()
         page.get_by_text("Agreement:").wait_for(timeout=90_000)
         for result in ("#overlay-a img", "#overlay-b img", "#disagreement img"):
             page.locator(result).wait_for(state="visible", timeout=30_000)

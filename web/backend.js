@@ -2,25 +2,25 @@
 // a backend only runs a tensor; preprocess and postprocess are shared with every other backend.
 
 /**
- * Where LiteRT.js comes from: the npm folder the server serves, or the same pinned version on a
- * public CDN when that folder is absent. Written by the server into `window.unetEdgeConfig`.
- * @typedef {{core: string, wasmUtils: string, wasm: string, source: 'local' | 'cdn', version: string}} LiteRtSource
+ * Where LiteRT.js (and the other npm modules) come from: the npm folder the server serves, or
+ * the same pinned versions on a public CDN when that folder is absent (unet/runtime/browser.py).
+ * @typedef {{imports: Object<string, string>, wasm: string, source: 'local' | 'cdn', version: string}} LiteRtSource
  */
 
 /** @type {Promise<{litert: any, threads: boolean, source: LiteRtSource}> | null} */
 let loading = null;
 
 /**
- * Point the bare specifier LiteRT.js imports at its file: the package names `main`
- * ./dist/index.js, which it does not ship; its bundle is dist/bundle.js.
- * @param {LiteRtSource} source
+ * An import map for the npm modules, so they import each other by name without a bundler.
+ * LiteRT.js imports `@litertjs/wasm-utils`, whose package.json names a `main` it does not ship.
+ * @param {Object<string, string>} imports
  */
-function addImportMap(source) {
+export function addImportMap(imports) {
   if (document.querySelector('script[data-unet-edge-importmap]')) return;
   const script = document.createElement('script');
   script.type = 'importmap';
   script.dataset.unetEdgeImportmap = '';
-  script.textContent = JSON.stringify({imports: {'@litertjs/wasm-utils': source.wasmUtils}});
+  script.textContent = JSON.stringify({imports});
   document.head.append(script);
 }
 
@@ -31,8 +31,8 @@ function addImportMap(source) {
  */
 export function loadRuntime(source) {
   loading ??= (async () => {
-    addImportMap(source);
-    const litert = await import(source.core);
+    addImportMap(source.imports);
+    const litert = await import('@litertjs/core');
     const threads = Boolean(globalThis.crossOriginIsolated) && source.source === 'local';
     await litert.loadLiteRt(source.wasm, {threads});
     return {litert, threads, source};
@@ -53,9 +53,10 @@ export class LiteRtJsBackend {
   /**
    * @param {any} litert the LiteRT.js module
    * @param {any} model a compiled model
-   * @param {{accelerator: 'wasm' | 'webgpu', threads: number, inputShape: number[]}} info
+   * @param {{accelerator: 'wasm' | 'webgpu', threads: number, inputShape: number[], variant: string}} info
    */
   constructor(litert, model, info) {
+    this.variant = info.variant;
     this.litert = litert;
     this.model = model;
     this.accelerator = info.accelerator;
@@ -67,7 +68,8 @@ export class LiteRtJsBackend {
    * Compile a `.tflite` for this device: WASM (XNNPACK) on `threads` threads, or WebGPU.
    * @param {LiteRtSource} source
    * @param {string} url
-   * @param {{accelerator?: 'wasm' | 'webgpu', threads?: number}} [options]
+   * @param {{accelerator?: 'wasm' | 'webgpu', threads?: number, variant?: string}} [options]
+   *   variant: only names the file in the label (default int8, the browser's variant)
    */
   static async open(source, url, options = {}) {
     const {litert, threads: threaded} = await loadRuntime(source);
@@ -82,13 +84,14 @@ export class LiteRtJsBackend {
     const bytes = new Uint8Array(await response.arrayBuffer());
     const model = await litert.loadAndCompile(bytes, {accelerator, cpuOptions: {numThreads: threads}});
     const input = model.getInputDetails()[0];
-    return new LiteRtJsBackend(litert, model, {accelerator, threads, inputShape: Array.from(input.shape)});
+    return new LiteRtJsBackend(litert, model, {accelerator, threads, inputShape: Array.from(input.shape),
+      variant: options.variant ?? 'int8'});
   }
 
   /** What ran it, as the latency table shows it. */
   get label() {
     const threads = this.accelerator === 'wasm' ? `, ${this.threads} thread${this.threads > 1 ? 's' : ''}` : '';
-    return `LiteRT.js int8 (${this.accelerator === 'wasm' ? 'WASM' : 'WebGPU'}${threads})`;
+    return `LiteRT.js ${this.variant} (${this.accelerator === 'wasm' ? 'WASM' : 'WebGPU'}${threads})`;
   }
 
   /**

@@ -65,9 +65,28 @@ export function pixelsFromRgba(rgba, width, height) {
 }
 
 /**
- * Decode an image file with the browser's own decoder, without colour management, so a PNG
- * gives the bytes Python reads. The browser decodes 8 bits per channel: a 16-bit PNG or a TIFF
- * is refused with a message rather than segmented at a different precision than the server's.
+ * A PNG decoded by fast-png: every bit depth, gray or colour, without colour management, so
+ * 16-bit microscopy and MRI reach the model with the values Python reads. Alpha is dropped.
+ * @param {ArrayBuffer} bytes
+ * @returns {Promise<Pixels>}
+ */
+async function decodePng(bytes) {
+  const {decode} = await import('fast-png');
+  const png = decode(new Uint8Array(bytes));
+  if (png.palette) throw new Error('palette PNGs are decoded by the browser itself');
+  const {width, height, channels} = png;
+  const colour = channels >= 3 ? 3 : 1;
+  const source = /** @type {Uint8Array | Uint16Array} */ (png.data);
+  const data = new /** @type {any} */ (source.constructor)(width * height * colour);
+  for (let p = 0; p < width * height; p++) {
+    for (let c = 0; c < colour; c++) data[p * colour + c] = source[p * channels + c];
+  }
+  return {data, height, width, channels: colour};
+}
+
+/**
+ * Decode an image file: PNG by fast-png (any bit depth), other formats by the browser's own
+ * decoder without colour management. TIFF is refused with a message: no browser decodes it.
  * @param {Blob} blob
  * @returns {Promise<Pixels>}
  */
@@ -76,8 +95,12 @@ export async function decodeImage(blob) {
   const isTiff = (header[0] === 0x49 && header[1] === 0x49) || (header[0] === 0x4d && header[1] === 0x4d);
   if (isTiff) throw new Error('TIFF cannot be decoded in the browser; use the server backends for it');
   const isPng = header[1] === 0x50 && header[2] === 0x4e && header[3] === 0x47;
-  if (isPng && header[24] === 16) {
-    throw new Error('this PNG has 16 bits per channel; the browser decodes 8, so use the server backends');
+  if (isPng) {
+    try {
+      return await decodePng(await blob.arrayBuffer());
+    } catch (error) {
+      if (!String(error).includes('palette')) throw new Error(`cannot decode this PNG: ${error}`);
+    }
   }
   let bitmap;
   try {

@@ -1,7 +1,19 @@
 // Masks blended over the image on a canvas, as overlay.py draws them for the server's backends:
 // class colours at `opacity`, background untouched; instances each in a colour, outlined in white.
 
+import {normaliseIntensities} from './preprocess.js';
+
 /** @typedef {import('./preprocess.js').Pixels} Pixels */
+
+/**
+ * 8-bit values for display; 16-bit and float images stretched, as overlay.display_image does.
+ * @param {Pixels} pixels
+ */
+function displayValues(pixels) {
+  if (pixels.data instanceof Uint8Array) return pixels.data;
+  const stretched = normaliseIntensities(pixels, {method: 'percentile', low: 0.5, high: 99.5});
+  return Uint8Array.from(stretched, (value) => Math.round(value * 255));
+}
 /** @typedef {import('./postprocess.js').Segmentation} Segmentation */
 
 /** A stable colour per instance id (60-255 per channel, as overlay.instance_colours ranges). */
@@ -22,7 +34,8 @@ function instanceColour(/** @type {number} */ id) {
 export function segmentationOverlay(pixels, segmentation, classColours, opacity = 0.5) {
   const {width, height} = segmentation;
   const rgba = new Uint8ClampedArray(width * height * 4);
-  const {data, channels} = pixels;
+  const data = displayValues(pixels);
+  const {channels} = pixels;
   const labels = segmentation.instanceLabels;
   /** @type {Map<number, number[]>} */
   const colours = new Map();

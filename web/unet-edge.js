@@ -2,7 +2,7 @@
 // (run on this device, live camera). Nothing here sends an image anywhere: the panel reports
 // its masks and timings to the server, never the pixels it segmented.
 
-import {LiteRtJsBackend, singleThreadReason} from './backend.js';
+import {LiteRtJsBackend, addImportMap, singleThreadReason} from './backend.js';
 import {decodeImage, pixelsFromBitmap} from './imageio.js';
 import {segmentationOverlay} from './overlay.js';
 import {Segmenter} from './segmenter.js';
@@ -10,7 +10,7 @@ import {Segmenter} from './segmenter.js';
 /**
  * What the server tells the page (GET /unet-edge/config.json).
  * @typedef {{litert: import('./backend.js').LiteRtSource, models: Object<string, {metadata: string,
- *            model: string}>, variant: string}} Config
+ *            variants: Object<string, string>}>, variant: string}} Config
  * @typedef {{mask: Uint8Array, instanceLabels: Int32Array | null, width: number, height: number,
  *            instances: number | null, p50_ms: number, p95_ms: number, backend: string,
  *            accelerator: string, threads: number, cores: number, litert: string}} DeviceResult
@@ -31,19 +31,22 @@ export function config() {
 }
 
 /**
- * The segmenter of one model on this device, compiled once per (model, accelerator, threads).
+ * The segmenter of one model on this device, compiled once per (model, variant, accelerator, threads).
  * @param {string} name
- * @param {{accelerator?: 'wasm' | 'webgpu', threads?: number}} [options]
+ * @param {{accelerator?: 'wasm' | 'webgpu', threads?: number, variant?: string}} [options]
+ *   variant: the browser's int8 variant unless given ("float32" is served too)
  */
 export function segmenterFor(name, options = {}) {
-  const key = `${name}|${options.accelerator ?? 'wasm'}|${options.threads ?? 'all'}`;
+  const key = `${name}|${options.variant ?? ''}|${options.accelerator ?? 'wasm'}|${options.threads ?? 'all'}`;
   if (!segmenters.has(key)) {
     segmenters.set(key, (async () => {
-      const {litert, models} = await config();
+      const {litert, models, variant} = await config();
       const files = models[name];
       if (!files) throw new Error(`unknown model ${JSON.stringify(name)}; choose one of ${Object.keys(models).join(', ')}`);
+      const url = files.variants[options.variant ?? variant];
+      if (!url) throw new Error(`${name} has no ${options.variant} file for the browser; it has ${Object.keys(files.variants)}`);
       const metadata = await (await fetch(files.metadata)).json();
-      return new Segmenter(await LiteRtJsBackend.open(litert, files.model, options), metadata);
+      return new Segmenter(await LiteRtJsBackend.open(litert, url, options), metadata);
     })().catch((error) => { segmenters.delete(key); throw error; }));
   }
   return /** @type {Promise<Segmenter>} */ (segmenters.get(key));
@@ -58,6 +61,7 @@ export function segmenterFor(name, options = {}) {
  */
 export async function segment(blob, options) {
   if (!options?.model) throw new Error('segment(blob, {model}) needs a model name');
+  addImportMap((await config()).litert.imports);
   const pixels = await decodeImage(blob);
   return segmentPixels(pixels, options);
 }
@@ -136,7 +140,8 @@ export async function mountPanel(element, trigger) {
     return;
   }
   const reason = singleThreadReason(cfg.litert);
-  const where = cfg.litert.source === 'local' ? 'served by this app' : `from a public CDN (${cfg.litert.core})`;
+  const where = cfg.litert.source === 'local' ? 'served by this app'
+    : `from a public CDN (${cfg.litert.imports['@litertjs/core']}): web/node_modules is not installed on the server`;
   say(`LiteRT.js ${cfg.litert.version} ${where}; this browser reports ${navigator.hardwareConcurrency ?? '?'} cores. ` +
     (reason ? `One thread: ${reason}.` : 'WebAssembly threads are available.'));
 
@@ -149,6 +154,7 @@ export async function mountPanel(element, trigger) {
     const model = control('model');
     if (!model) throw new Error('choose a model first');
     say(`Segmenting on this device with ${model}...`);
+    addImportMap(cfg.litert.imports);
     const result = await segmentPixels(await decodeImage(await source), {model, runs: Number(control('timed-runs') ?? 10)});
     show(result);
     say(`${result.backend} on this device: p50 ${result.p50_ms.toFixed(2)} ms, p95 ${result.p95_ms.toFixed(2)} ms` +
@@ -226,4 +232,21 @@ globalThis.unetEdge = {
     return result;
   },
   config,
+  /**
+   * One model call on a tensor made elsewhere (the parity tests feed Python's): (1, h, w, C)
+   * float32 -> (1, h, w, K) float32, and its latency over `runs` calls after a warm-up.
+   * @param {Float32Array} tensor
+   * @param {{model: string, variant?: string, threads?: number, runs?: number}} options
+   */
+  runTensor: async (tensor, options) => {
+    const {backend} = await segmenterFor(options.model, options);
+    const output = await backend.run(tensor);
+    const latenciesMs = [];
+    for (let i = 0; i < (options.runs ?? 0); i++) {
+      const start = performance.now();
+      await backend.run(tensor);
+      latenciesMs.push(performance.now() - start);
+    }
+    return {output, latenciesMs, backend: backend.label, threads: backend.threads};
+  },
 };

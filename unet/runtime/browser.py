@@ -33,32 +33,50 @@ ISOLATION_HEADERS = (
 )
 
 
-def litert_version(web_dir: Path) -> str:
-    """The @litertjs/core version pinned by web/package-lock.json."""
-    lock = json.loads((web_dir / "package-lock.json").read_text())
-    return lock["packages"]["node_modules/@litertjs/core"]["version"]
+# The ES module file of each npm package the page imports by name (an import map points at it):
+# LiteRT.js and its helper, and the PNG decoder for 16-bit images with its two dependencies.
+MODULE_FILES = {
+    "@litertjs/core": "dist/index.js",
+    "@litertjs/wasm-utils": "dist/bundle.js",
+    "fast-png": "lib/index.js",
+    "iobuffer": "lib/iobuffer.js",
+    "fflate": "esm/browser.js",
+}
 
 
-def litert_source(web_dir: Path) -> dict:
-    """URLs of LiteRT.js's module, its wasm-utils bundle and its WASM folder, local or CDN."""
-    version = litert_version(web_dir)
-    if (web_dir / "node_modules" / "@litertjs" / "core" / "wasm").is_dir():
-        base, source = f"{ROUTE}/litertjs", "local"
-        core, utils = f"{base}/core", f"{base}/wasm-utils"
-    else:
-        source = "cdn"
-        core, utils = f"{CDN}/@litertjs/core@{version}", f"{CDN}/@litertjs/wasm-utils@{version}"
-    return {"core": f"{core}/dist/index.js", "wasmUtils": f"{utils}/dist/bundle.js", "wasm": f"{core}/wasm/",
-            "source": source, "version": version}
+def pinned_versions(web_dir: Path) -> dict[str, str]:
+    """Each package's version, as web/package-lock.json pins it."""
+    packages = json.loads((web_dir / "package-lock.json").read_text())["packages"]
+    return {name: packages[f"node_modules/{name}"]["version"] for name in MODULE_FILES}
 
 
-def browser_files(catalog) -> dict[str, tuple[Path, Path]]:
-    """(metadata, browser variant) of each catalog model that has a browser variant."""
+def module_sources(web_dir: Path) -> dict:
+    """The import map and LiteRT.js's WASM folder: served from web/node_modules when `npm ci`
+    installed it, else the same pinned versions from a public CDN."""
+    versions = pinned_versions(web_dir)
+    local = all((web_dir / "node_modules" / name / file).is_file() for name, file in MODULE_FILES.items())
+
+    def package_url(name: str) -> str:
+        return f"{ROUTE}/npm/{name}" if local else f"{CDN}/{name}@{versions[name]}"
+
+    return {"imports": {name: f"{package_url(name)}/{file}" for name, file in MODULE_FILES.items()},
+            "wasm": f"{package_url('@litertjs/core')}/wasm/", "source": "local" if local else "cdn",
+            "version": versions["@litertjs/core"]}
+
+
+# The files a page may fetch: the browser's variant, and float32 to compare it with.
+SERVED_VARIANTS = (BROWSER_VARIANT, "float32")
+
+
+def browser_files(catalog) -> dict[str, dict[str, Path]]:
+    """{model: {"metadata": path, variant: path, ...}} for each model with a browser variant."""
     files = {}
     for name, model in catalog.models.items():
         any_file = next(iter(model.files.values()))
         if variant_path(any_file, BROWSER_VARIANT).is_file():
-            files[name] = (metadata_path_for(any_file), variant_path(any_file, BROWSER_VARIANT))
+            files[name] = {"metadata": metadata_path_for(any_file),
+                           **{variant: variant_path(any_file, variant) for variant in SERVED_VARIANTS
+                              if variant_path(any_file, variant).is_file()}}
     return files
 
 
@@ -70,8 +88,10 @@ def add_browser_routes(app, catalog, web_dir: Path) -> None:
 
     files = browser_files(catalog)
     models = {name: {"metadata": f"{ROUTE}/models/{name}/metadata.json",
-                     "model": f"{ROUTE}/models/{name}/model.tflite"} for name in files}
-    config = {"litert": litert_source(web_dir), "models": models, "variant": BROWSER_VARIANT}
+                     "variants": {variant: f"{ROUTE}/models/{name}/{variant}.tflite"
+                                  for variant in paths if variant != "metadata"}}
+              for name, paths in files.items()}
+    config = {"litert": module_sources(web_dir), "models": models, "variant": BROWSER_VARIANT}
 
     @app.get(f"{ROUTE}/config.json")
     def browser_config():
@@ -79,14 +99,14 @@ def add_browser_routes(app, catalog, web_dir: Path) -> None:
 
     @app.get(ROUTE + "/models/{name}/{file}")
     def browser_model_file(name: str, file: str):
-        if name not in files or file not in ("metadata.json", "model.tflite"):
+        key = file.removesuffix(".json").removesuffix(".tflite")
+        if name not in files or key not in files[name] or file not in (f"{key}.json", f"{key}.tflite"):
             raise HTTPException(404, f"no browser file {file!r} for model {name!r}")
-        return FileResponse(files[name][0 if file == "metadata.json" else 1])
+        return FileResponse(files[name][key])
 
     app.mount(f"{ROUTE}/web", StaticFiles(directory=web_dir, check_dir=False), name="unet-edge-web")
-    litert_dir = web_dir / "node_modules" / "@litertjs"
-    if litert_dir.is_dir():
-        app.mount(f"{ROUTE}/litertjs", StaticFiles(directory=litert_dir), name="unet-edge-litertjs")
+    if config["litert"]["source"] == "local":
+        app.mount(f"{ROUTE}/npm", StaticFiles(directory=web_dir / "node_modules"), name="unet-edge-npm")
 
 
 class CrossOriginIsolation:

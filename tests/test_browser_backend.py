@@ -1,0 +1,157 @@
+"""The on-device backend (web/, LiteRT.js) in Debian's chromium, against the server's LiteRT.
+
+Same tensor in, same bytes out; every shipped example end to end from its file; the app's
+on-device row, with no request carrying the image; the live camera on a fake device.
+"""
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import pytest
+from served_app import launched_app
+
+from unet.runtime.imageio import image_files
+from unet.runtime.metadata import load_metadata, model_metadata_files
+from unet.runtime.preprocess import preprocess
+from unet.runtime.segmenter import Segmenter
+from unet.runtime.variants import BROWSER_VARIANT, variant_path
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO / "assets"
+CHROMIUM = Path("/usr/bin/chromium")
+LITERT_JS = REPO / "web" / "node_modules" / "@litertjs" / "core"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)"),
+    pytest.mark.skipif(not LITERT_JS.is_dir(), reason="LiteRT.js is not installed (make test runs npm ci in web/)"),
+]
+MODELS = {load_metadata(path).name: path for path in model_metadata_files(ASSETS)}
+
+
+def examples() -> list[tuple[str, Path]]:
+    return [(next(name for name in MODELS if path.name.startswith(f"{name}-")), path)
+            for path in image_files(ASSETS / "examples")]
+
+
+@pytest.fixture(scope="module")
+def shipped_app(tmp_path_factory):
+    with launched_app(tmp_path_factory.mktemp("app-log") / "app.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(shipped_app):
+    """Closed before the app stops: an open event stream would hold the server's shutdown."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, shipped_app):
+    url, _, _ = shipped_app
+    context = browser.new_context(viewport={"width": 1400, "height": 2400}, permissions=["camera"])
+    opened = context.new_page()
+    opened.goto(url, wait_until="load")
+    opened.wait_for_function("window.unetEdge !== undefined && window.crossOriginIsolated", timeout=60_000)
+    yield opened
+    context.close()
+
+
+# Base64 both ways, in chunks: a spread of a whole image overflows the call stack.
+B64 = """const toBytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const toB64 = (bytes) => {
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 32768) text += String.fromCharCode(...bytes.subarray(i, i + 32768));
+  return btoa(text);
+};"""
+SEGMENT_FILE = """async ([b64, model]) => {
+  """ + B64 + """
+  const bytes = toBytes(b64);
+  const result = await window.unetEdge.segment(new Blob([bytes]), {model, runs: 1});
+  return {...result, mask: toB64(result.mask), instanceLabels: null};
+}"""
+RUN_TENSOR = """async ([b64, model, variant]) => {
+  """ + B64 + """
+  const bytes = toBytes(b64);
+  const {output} = await window.unetEdge.runTensor(new Float32Array(bytes.buffer), {model, variant});
+  return toB64(new Uint8Array(output.buffer));
+}"""
+
+
+@pytest.mark.parametrize("variant, tolerance", [(BROWSER_VARIANT, 0.0), ("float32", 1e-5)])
+def test_same_tensor_in_same_output_out(page, variant, tolerance):
+    for name, example in examples():
+        metadata_path = MODELS[name]
+        native = Segmenter.from_path(variant_path(metadata_path, variant))
+        tensor, _ = preprocess(load_image(example), native.metadata)
+        expected = native.run_tensor(tensor)
+        encoded = page.evaluate(RUN_TENSOR, [base64.b64encode(tensor.tobytes()).decode(), name, variant])
+        output = np.frombuffer(base64.b64decode(encoded), dtype=np.float32).reshape(expected.shape)
+        worst = float(np.abs(output - expected).max())
+        print(f"{example.name} {variant}: largest difference {worst:.2e}")
+        if tolerance == 0.0:
+            assert output.tobytes() == expected.tobytes(), f"{example.name}: {worst}"
+        assert worst <= tolerance
+
+
+def load_image(path: Path) -> np.ndarray:
+    from unet.runtime.imageio import read_image
+
+    return read_image(path)
+
+
+def test_every_example_from_its_file_agrees_with_the_servers_int8(page):
+    for name, example in examples():
+        server = Segmenter.from_path(variant_path(MODELS[name], "int8")).segment(str(example)).segmentation
+        result = page.evaluate(SEGMENT_FILE, [base64.b64encode(example.read_bytes()).decode(), name])
+        mask = np.frombuffer(base64.b64decode(result["mask"]), np.uint8).reshape(result["height"], result["width"])
+        agreement = float((mask == server.class_mask).mean())
+        print(f"{example.name}: {agreement:.4%} of pixels agree; instances {result['instances']} "
+              f"(server {server.instance_count}); {result['backend']}, p50 {result['p50_ms']:.1f} ms")
+        assert agreement >= 0.995
+        if server.instance_count is not None:
+            assert abs(result["instances"] - server.instance_count) <= 0.03 * server.instance_count
+        assert result["backend"].startswith("LiteRT.js int8 (WASM") and result["threads"] >= 1
+
+
+def test_app_shows_the_device_row_and_sends_no_image_bytes(page):
+    example = next(path for name, path in examples() if name == "nuclei")
+    image_bytes = example.read_bytes()
+    page.get_by_text(example.stem).first.click()
+    page.get_by_role("button", name="Segment", exact=True).click()
+    page.get_by_text("Agreement:").wait_for(timeout=90_000)
+    requests = []
+    page.on("request", lambda request: requests.append(request))
+    page.locator(".device-run").click()
+    page.locator("#device-notes").get_by_text("pixels agree").wait_for(timeout=90_000)
+    table = page.locator("#latency-table").inner_text()
+    assert "this device: LiteRT.js int8 (WASM" in table, table
+    assert "LiteRT int8" in table, table
+    page.locator("#overlay-device img").wait_for(state="visible", timeout=30_000)
+    page.locator("#disagreement-device img").wait_for(state="visible", timeout=30_000)
+    encoded = base64.b64encode(image_bytes)
+    for request in requests:
+        body = request.post_data_buffer or b""
+        assert image_bytes not in body and encoded not in body, f"{request.url} carried the image"
+        assert "/upload" not in request.url, f"the on-device run uploaded something: {request.url}"
+    notes = page.locator("#device-notes").inner_text()
+    agreed = float(notes.split("% of pixels agree")[0].split()[-1])
+    assert agreed >= 99.5, notes
+
+
+def test_live_camera_segments_frames_on_the_device(page):
+    page.locator("#model input").first.wait_for()
+    page.locator(".device-camera").check()
+    page.wait_for_function("Number(document.querySelector('.device-rate').dataset.frames || 0) >= 20",
+                           timeout=120_000)
+    rate = page.locator(".device-rate").inner_text()
+    page.locator(".device-camera").uncheck()
+    print(rate)
+    assert "FPS" in rate and "last frame" in rate
