@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint venv bench models clean
+.PHONY: demo test lint venv npm bench models clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,18 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+# The browser backend's npm modules (LiteRT.js, fast-png), exactly as web/package-lock.json pins
+# them, into git-ignored web/node_modules. Without npm the page loads the same versions from a CDN.
+NPM_STAMP := web/node_modules/.installed
+
+$(NPM_STAMP): web/package.json web/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd web && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the page will load LiteRT.js from a CDN (see README, In the browser)"; fi
+
+npm: $(NPM_STAMP)
+
+demo: $(STAMP) $(NPM_STAMP)
 	$(PY) app.py
 
 # The browser test drives Debian's chromium; install it where apt-get can (CI runs as root).
@@ -28,16 +39,17 @@ $(CHROMIUM):
 	-command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(NPM_STAMP) $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-bench: $(STAMP)
+bench: $(STAMP) $(NPM_STAMP)
 	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
 	$(PY) -m bench.inference
+	$(PY) -m bench.browser
 	$(PY) -m bench.export_kit
 	$(PY) -m bench.app_latency
 	$(PY) -m bench.train_speed
@@ -72,4 +84,4 @@ models: $(STAMP)
 	$(PY) -m unet.datasets examples
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache web/node_modules
