@@ -439,25 +439,22 @@ def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Bl
     return demo
 
 
-def web_app(blocks: gr.Blocks, catalog: ModelCatalog):
-    """The page and the browser backend's files under one origin, cross-origin isolated."""
-    from fastapi import FastAPI
-
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(CrossOriginIsolation)
-    add_browser_routes(app, catalog, WEB)
-    blocks.queue(max_size=64, default_concurrency_limit=2)
-    return gr.mount_gradio_app(app, blocks, path="", max_file_size=MAX_UPLOAD, show_error=True)
-
-
 def serve(blocks: gr.Blocks, catalog: ModelCatalog) -> None:
-    """Start the server the way every deployment does (port and host from GRADIO_SERVER_*)."""
-    import uvicorn
+    """Start the server the way every deployment does (port and host from GRADIO_SERVER_*), with
+    cross-origin isolation on every response and the browser backend's files beside the page."""
+    from starlette.middleware import Middleware
 
-    uvicorn.run(web_app(blocks, catalog), host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), log_level="warning",
-                # Open event streams would otherwise hold a stopping server indefinitely.
-                timeout_graceful_shutdown=5)
+    blocks.queue(max_size=64, default_concurrency_limit=2).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=MAX_UPLOAD,
+        show_error=True,
+        app_kwargs={"middleware": [Middleware(CrossOriginIsolation)]},
+        prevent_thread_lock=True,
+    )
+    # Routes, unlike middleware, can join a running app; the page asks for them only once loaded.
+    add_browser_routes(blocks.app, catalog, WEB)
+    blocks.block_thread()
 
 
 catalog = ModelCatalog(ASSETS)

@@ -2,8 +2,9 @@
 
     python -m bench.inference [--runs 50] [--out bench/results/inference.json]
 
-Per model, on the model's own example image: Keras float32 (tf.function), LiteRT float32,
-float16 and int8, and the ONNX Runtime peer (float32 from Keras's ONNX export, and static
+Per model, on the model's own example image: Keras float32 (tf.function), LiteRT on every
+shipped variant (float32, int8, int8-float-io), and the ONNX Runtime peer (float32 from
+Keras's ONNX export, and static
 int8 from ONNX Runtime's quantiser), each with 1 thread and all threads. Runs are interleaved
 after a warm-up, in a new random order each round and after 50 ms of idle, so machine noise
 and the previous backend's spinning threads hit every backend alike; ratios are to Keras
@@ -32,7 +33,7 @@ from unet.runtime.metadata import load_metadata, model_metadata_files
 from unet.runtime.preprocess import preprocess
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.timing import interleaved_latency
-from unet.runtime.variants import DEFAULT_VARIANTS, KERAS, BackendKind, litert, variant_path
+from unet.runtime.variants import KERAS, SHIPPED_VARIANTS, BackendKind, litert, variant_path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
@@ -200,7 +201,7 @@ def bench_model(metadata_path: Path, runs: int, peak: float) -> dict:
     tensor = preprocess(read_image(image_path), metadata)[0]
     print(f"== {metadata.name}: input {tensor.shape}, example {image_path.name}")
     backends: list[Backend] = [KerasBackend(keras_path)]
-    for variant in DEFAULT_VARIANTS:
+    for variant in SHIPPED_VARIANTS:
         path = variant_path(keras_path, variant)
         backends += [LiteRTBackend(path, num_threads=CPUS), LiteRTBackend(path, num_threads=1)]
     with tempfile.TemporaryDirectory() as workdir:

@@ -235,6 +235,10 @@ def test_dockerfile_installs_what_the_readme_and_spaces_use():
     assert f"sdk_version: {gradio_pin.split('==')[1]}" in front_matter
     assert "app_file: app.py" in front_matter and "sdk: gradio" in front_matter
     assert 'python_version: "3.11"' in front_matter
+    # The browser backend: WASM threads need cross-origin isolation, on Spaces as in app.py.
+    assert "cross-origin-opener-policy: same-origin" in front_matter
+    assert "cross-origin-embedder-policy: require-corp" in front_matter
+    assert "npm ci" in dockerfile and "COPY web/package.json web/package-lock.json web/" in dockerfile
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -253,7 +257,7 @@ def test_real_browser_runs_an_example_and_shows_the_latency_table(running_app, t
                   "--disable-component-update", "--disable-sync", "--no-first-run"],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(url, wait_until="networkidle")
+        page.goto(url, wait_until="load")
         page.get_by_text("discs-example").first.click()
         page.get_by_role("button", name="Segment", exact=True).click()
         page.get_by_text("Agreement:").wait_for(timeout=90_000)
