@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import shutil
 import tempfile
@@ -22,7 +23,12 @@ import gradio as gr
 import numpy as np
 
 from unet.runtime import errors
-from unet.runtime.browser import CrossOriginIsolation, add_browser_routes, device_segmentation
+from unet.runtime.browser import (
+    CrossOriginIsolation,
+    add_browser_routes,
+    device_segmentation,
+    module_sources,
+)
 from unet.runtime.compare import Comparison, ModelCatalog, compare, compare_device
 from unet.runtime.imageio import ImageReadError, image_files, image_size, read_image
 from unet.runtime.overlay import mask_image, save_instance_labels, save_png
@@ -398,8 +404,11 @@ def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Bl
             disagreement = gr.Image(label="Where A and B disagree (magenta)", elem_id="disagreement")
         table = gr.Dataframe(label="Latency and size", interactive=False, elem_id="latency-table")
         notes = gr.Markdown()
+        # The import map goes in the page's head before the panel's code runs (gradio's `head=`).
+        import_map = json.dumps({"imports": module_sources(WEB)["imports"]})
         device = gr.HTML(html_template=DEVICE_PANEL, css_template=DEVICE_PANEL_CSS,
-                         js_on_load=DEVICE_PANEL_JS, elem_id="device-panel")
+                         js_on_load=DEVICE_PANEL_JS, elem_id="device-panel",
+                         head=f'<script type="importmap" data-unet-edge-importmap>{import_map}</script>')
         with gr.Row():
             device_overlay = gr.Image(label="This device overlay", format="png", elem_id="overlay-device")
             device_disagreement = gr.Image(label="Where A and this device disagree (magenta)",

@@ -38,6 +38,22 @@ def test_export_writes_every_variant_with_int8_io_and_small_int8(exported):
 
 
 @pytest.mark.slow
+def test_browser_variant_is_the_int8_model_with_float_io_and_batch_one(exported):
+    """LiteRT.js has no int8 tensors: the browser's file takes and gives float32, computing in int8."""
+    out, report, _ = exported
+    browser = LiteRTBackend(out / "discs.int8-float-io.tflite")
+    int8 = LiteRTBackend(out / "discs.int8.tflite")
+    assert browser.input_shape[0] == 1
+    assert browser.input_quantisation.dtype == "float32" and browser.output_quantisation.dtype == "float32"
+    tensor = np.random.default_rng(0).random(int8.input_shape, dtype=np.float32)
+    # The same calibration gives the same scales: outputs differ by at most one int8 output step.
+    assert np.abs(browser.run(tensor) - int8.run(tensor)).max() <= int8.output_quantisation.scale + 1e-6
+    metadata = json.loads((out / "discs.json").read_text())
+    assert metadata["variants"]["int8-float-io"]["input"]["dtype"] == "float32"
+    assert report["variants"]["int8-float-io"]["agreement_with_keras"]["pixel_agreement"] >= 0.95
+
+
+@pytest.mark.slow
 def test_metadata_carries_scale_and_zero_point_read_back_from_the_model(exported):
     out, _, _ = exported
     metadata = json.loads((out / "discs.json").read_text())
@@ -52,7 +68,7 @@ def test_metadata_carries_scale_and_zero_point_read_back_from_the_model(exported
 def test_report_has_every_field_for_every_variant(exported):
     out, report, failures = exported
     on_disk = json.loads((out / "discs.export.json").read_text())
-    assert on_disk["variants"].keys() == {"float32", "float16", "int8"}
+    assert on_disk["variants"].keys() == {"float32", "float16", "int8", "int8-float-io"}
     for variant, row in on_disk["variants"].items():
         assert row["size_bytes"] > 0 and row["size_ratio_to_float32"] > 0
         assert set(row["accuracy"]) >= {"mean_iou", "per_class", "foreground_iou"}
