@@ -75,8 +75,10 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
     if metadata.instance is not None:
         lines.append(f"- Instance post-processing: {metadata.instance}, in model-input pixels.")
     if metadata.object_diameter is not None:
-        lines.append(f"- Trained object diameter: {metadata.object_diameter} px at the model input; "
-                     "`--diameter PX` or `--auto-scale` rescale images whose objects differ.")
+        lines.append(f"- Trained object diameter: {metadata.object_diameter} px at the model input. The "
+                     "edge runner and `unet.evaluate` auto-scale by default (a first pass at the image's "
+                     "own resolution measures the objects); `--diameter PX` gives the size, `--resize` "
+                     "squeezes the whole image into the model input instead.")
     datasets = training.get("dataset") or []
     datasets = [datasets] if isinstance(datasets, str) else datasets
     lines += ["", "## Data", "", source_note, "", "## Reproduce", "", "```bash",

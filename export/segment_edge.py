@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     files = expand_inputs(args.inputs)
     print(f"{args.model.name}: {metadata.mode}, classes {', '.join(metadata.class_names)}, "
           f"{segmenter.backend.num_threads} threads")
-    run = segment_files(segmenter, files, args.out, segment_options(args))
+    run = segment_files(segmenter, files, args.out, segment_options(args, metadata))
     if run.model_ms:
         print(f"{run.summary()}; results in {args.out}")
     return 1 if run.unreadable and not run.model_ms else 0

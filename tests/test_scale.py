@@ -119,3 +119,29 @@ def test_scale_options_are_refused_where_they_cannot_work(binary_metadata):
         Segmenter(Binary(), ModelMetadata(**{**binary_metadata.to_dict(), "object_diameter": 10.0,
                                              "normalisation": binary_metadata.normalisation})
                   ).segment(np.zeros((32, 32), np.uint8), auto_scale=True)
+
+
+def command_line_options(*argv: str, mode: str = "instance"):
+    import argparse
+
+    from unet.cli import add_segment_options, segment_options
+
+    parser = argparse.ArgumentParser()
+    add_segment_options(parser)
+    classes = ["background", "interior", "boundary"] if mode == "instance" else ["background", "a", "b"]
+    metadata = ModelMetadata(input_size=(64, 64), channels=1, class_names=classes, mode=mode)
+    return segment_options(parser.parse_args(list(argv)), metadata)
+
+
+def test_instance_models_auto_scale_from_full_resolution_unless_told_otherwise():
+    default = command_line_options()
+    assert default.auto_scale and default.tile and default.object_diameter is None
+    assert not command_line_options("--resize").auto_scale and not command_line_options("--resize").tile
+    given = command_line_options("--diameter", "20")
+    assert given.object_diameter == 20 and not given.auto_scale
+    assert command_line_options("--threshold", "0.3").threshold == 0.3
+
+
+def test_semantic_models_resize_unless_told_otherwise():
+    assert command_line_options(mode="semantic") == command_line_options("--resize", mode="semantic")
+    assert command_line_options("--tile", mode="semantic").tile

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from unet.runtime.errors import UserError
 
 if TYPE_CHECKING:
+    from unet.runtime.metadata import ModelMetadata
     from unet.runtime.segmenter import SegmentOptions
 
 # What a user can fix: their input (UserError and its kinds) or a path that does not exist.
@@ -69,10 +70,17 @@ def _report_terminated() -> int:
 
 
 def add_segment_options(parser: argparse.ArgumentParser) -> None:
-    """The options of `Segmenter.segment`, spelled the same way in every command."""
+    """The options of `Segmenter.segment`, spelled the same way in every command.
+
+    Without a scale option, semantic models resize the image to the model input and instance
+    models auto-scale from a first pass at full resolution (`SegmentOptions.default_for`).
+    """
     parser.add_argument("--tile", action="store_true", help="full-resolution sliding windows")
     parser.add_argument("--threshold", type=float, default=None, help="binary models only")
     scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--resize", action="store_true",
+                       help="resize the whole image to the model input, one pass (the default for "
+                       "semantic models; instance models auto-scale unless told otherwise)")
     scale.add_argument("--diameter", type=float, default=None, metavar="PX",
                        help="objects' diameter in the image, in pixels: the image is rescaled so "
                        "they match the diameter the model was trained for")
@@ -81,7 +89,10 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
                        "trained scale when it is off by more than 25%%")
 
 
-def segment_options(args: argparse.Namespace) -> SegmentOptions:
+def segment_options(args: argparse.Namespace, metadata: ModelMetadata) -> SegmentOptions:
+    """The options given, or the model's defaults when no scale option is."""
     from unet.runtime.segmenter import SegmentOptions
 
+    if not (args.resize or args.tile or args.diameter is not None or args.auto_scale):
+        return SegmentOptions.default_for(metadata, args.threshold)
     return SegmentOptions(args.threshold, args.tile, args.diameter, args.auto_scale)

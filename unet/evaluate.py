@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         labelled = recorded_split(segmenter.metadata, "validation")
         if labelled is None:
             raise UserError(f"{args.model} records no reproducible validation split; give --data DIR")
-    options = segment_options(args)
+    options = segment_options(args, segmenter.metadata)
     result = evaluate_samples(
         segmenter, labelled.images, labelled.targets, labelled.instance_labels, options, progress=True
     )

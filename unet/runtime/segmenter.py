@@ -46,6 +46,20 @@ class SegmentOptions:
     def to_kwargs(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def default_for(cls, metadata: ModelMetadata, threshold: float | None = None) -> SegmentOptions:
+        """What the command lines do unless told otherwise.
+
+        Semantic models: the whole image resized to the model input, one pass. Instance models:
+        auto-scale, with a first pass at the image's own resolution. Objects keep their size in
+        pixels when the field of view grows, so squeezing the image would shrink them: held-out
+        simulated 1024x1024 images with 15-20 px nuclei scored F1@0.5 0.13 resized and 0.93 this
+        way (int8); on 512x512 0.90 and 0.94; on 256x256, where the two are one pass, alike.
+        """
+        if metadata.mode == "instance":
+            return cls(threshold, tile=True, auto_scale=True)
+        return cls(threshold)
+
 
 @dataclass
 class SegmentResult:
