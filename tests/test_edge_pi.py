@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from unet.runtime.imageio import image_files
-from unet.runtime.segmenter import Segmenter
+from unet.runtime.segmenter import Segmenter, SegmentOptions
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO.parent / "shared" / "piemu" / "run_in_pi.sh"
@@ -65,11 +65,12 @@ def test_tflite_runtime_on_emulated_arm64_agrees_with_litert_on_x86(tmp_path):
     for name in MODELS:
         for variant in VARIANTS:
             segmenter = Segmenter.from_path(REPO / "assets" / name / f"{name}.{variant}.tflite")
+            edge_defaults = SegmentOptions.default_for(segmenter.metadata).to_kwargs()
             agreed = total = 0
             for image_path in image_files(work / "examples"):
                 if not image_path.name.startswith(f"{name}-"):
                     continue
-                expected = segmenter.segment(image_path).segmentation.class_mask
+                expected = segmenter.segment(image_path, **edge_defaults).segmentation.class_mask
                 found = np.asarray(Image.open(work / "out" / f"{name}-{variant}" / f"{image_path.stem}_mask.png"))
                 agreed += int((found == expected).sum())
                 total += expected.size

@@ -20,6 +20,11 @@ from unet.runtime.metadata import ModelMetadata
 AUTO_SCALE_TOLERANCE = 1.25
 # Rescaling never goes beyond these factors (an estimate from a handful of specks is no guide).
 SCALE_LIMITS = (0.125, 8.0)
+# Measured factors are rounded to powers of 2 ** (1 / STEPS_PER_OCTAVE) (9% apart, well inside
+# the tolerance). Backends whose first passes differ by a quantisation step then measure 19.38
+# and 19.45 px and still rescale alike: unrounded, those gave 292 and 293 px images and masks
+# that agreed on 99.0% of pixels (tflite-runtime on arm64 against LiteRT on x86).
+STEPS_PER_OCTAVE = 8
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,11 @@ def scale_for_diameter(metadata: ModelMetadata, object_diameter_px: float) -> fl
         raise UserError(f"object diameter must be a positive number of pixels, got {object_diameter_px}")
     factor = trained_diameter(metadata) / object_diameter_px
     return float(np.clip(factor, *SCALE_LIMITS))
+
+
+def rounded_factor(factor: float) -> float:
+    """`factor` rounded to the nearest power of 2 ** (1 / STEPS_PER_OCTAVE)."""
+    return float(2.0 ** (round(np.log2(factor) * STEPS_PER_OCTAVE) / STEPS_PER_OCTAVE))
 
 
 def median_diameter(instance_labels: np.ndarray) -> float | None:
