@@ -65,8 +65,9 @@ def scale_for_diameter(metadata: ModelMetadata, object_diameter_px: float) -> fl
     return float(np.clip(factor, *SCALE_LIMITS))
 
 
-def rounded_factor(factor: float) -> float:
-    """`factor` rounded to the nearest power of 2 ** (1 / STEPS_PER_OCTAVE)."""
+def scale_for_measured_diameter(metadata: ModelMetadata, measured_px: float) -> float:
+    """`scale_for_diameter` of a measured diameter, rounded to a power of 2 ** (1 / STEPS_PER_OCTAVE)."""
+    factor = scale_for_diameter(metadata, measured_px)
     return float(2.0 ** (round(np.log2(factor) * STEPS_PER_OCTAVE) / STEPS_PER_OCTAVE))
 
 

@@ -19,8 +19,8 @@ from unet.runtime.scale import (
     ScaleChoice,
     median_diameter,
     needs_second_pass,
-    rounded_factor,
     scale_for_diameter,
+    scale_for_measured_diameter,
     trained_diameter,
 )
 from unet.runtime.timing import elapsed_ms
@@ -186,7 +186,7 @@ class Segmenter:
         measured = median_diameter(first.instance_labels)
         if measured is None or not needs_second_pass(self.metadata, measured * factor):
             return SegmentResult(first, timings, ScaleChoice("auto", factor, measured, passes=1))
-        factor = rounded_factor(scale_for_diameter(self.metadata, measured))
+        factor = scale_for_measured_diameter(self.metadata, measured)
         second = self._segment_scaled(pixels, factor, threshold, timings)
         return SegmentResult(second, timings, ScaleChoice("auto", factor, measured, passes=2))
 
