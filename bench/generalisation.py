@@ -58,6 +58,7 @@ def simulated_settings() -> dict[str, NucleiSpec]:
     sizes = "-".join(f"{d:g}" for d in trained.diameter)
     photons = "-".join(f"{n:g}" for n in trained.photons)
     blur = "-".join(f"{b:g}" for b in trained.blur)
+    coverage = "-".join(f"{c:g}" for c in trained.coverage)
     settings = {
         "training settings": {},
         f"brightness spread 30x (trained {trained.brightness_spread:g}x)": {"brightness_spread": 30.0},
@@ -67,6 +68,9 @@ def simulated_settings() -> dict[str, NucleiSpec]:
         f"heavy blur, sigma 2-3 px (trained {blur})": {"blur": (2.0, 3.0)},
         "field of view 1024x1024, nuclei 15-20 px (trained 256x256)": {"diameter": (15.0, 20.0),
                                                                        "size": (1024, 1024)},
+        f"mixed sizes, jitter 0.5 (trained {trained.size_jitter:g})": {"size_jitter": 0.5},
+        f"crowded, coverage 0.55-0.7, clustering 0.8 (trained {coverage}, {trained.cluster:g})":
+            {"coverage": (0.55, 0.7), "cluster": 0.8},
     }
     return {name: dataclasses.replace(base, seed=HELD_OUT_SEED + index, **changes)
             for index, (name, changes) in enumerate(settings.items())}
