@@ -52,13 +52,12 @@ class Source:
 
 
 def simulated_settings() -> dict[str, NucleiSpec]:
-    """Held-out simulator settings: each changes one thing beyond the training ranges."""
+    """Held-out simulator settings: each takes one property (crowding: coverage and clustering
+    together) beyond the training ranges."""
     base = dataclasses.replace(NUCLEI_SIM, count=HELD_OUT_IMAGES)
     trained = NUCLEI_SIM
-    sizes = "-".join(f"{d:g}" for d in trained.diameter)
-    photons = "-".join(f"{n:g}" for n in trained.photons)
-    blur = "-".join(f"{b:g}" for b in trained.blur)
-    coverage = "-".join(f"{c:g}" for c in trained.coverage)
+    sizes, photons, blur, coverage = (_span(trained.diameter), _span(trained.photons),
+                                      _span(trained.blur), _span(trained.coverage))
     settings = {
         "training settings": {},
         f"brightness spread 30x (trained {trained.brightness_spread:g}x)": {"brightness_spread": 30.0},
@@ -74,6 +73,10 @@ def simulated_settings() -> dict[str, NucleiSpec]:
     }
     return {name: dataclasses.replace(base, seed=HELD_OUT_SEED + index, **changes)
             for index, (name, changes) in enumerate(settings.items())}
+
+
+def _span(low_high: tuple[float, float]) -> str:
+    return "-".join(f"{value:g}" for value in low_high)
 
 
 def evaluation_sources(metadata: ModelMetadata) -> list[Source]:
