@@ -56,6 +56,24 @@ def test_simulated_brightness_follows_the_labels():
     assert image[labels == 0].mean() < min(means)
 
 
+def test_a_generated_dataset_from_another_recipe_version_is_built_again(tmp_path, monkeypatch):
+    from unet.data import recipes
+
+    monkeypatch.setattr(recipes, "NUCLEI_SIM", SMALL)
+    monkeypatch.setitem(recipes.RECIPES, "nuclei-sim",
+                        dataclasses.replace(recipes.RECIPES["nuclei-sim"], expected_samples=SMALL.count))
+    dest = recipes.fetch("nuclei-sim", tmp_path / "nuclei-sim")
+    first = (dest / "images" / "sim_0000.png").stat().st_mtime_ns
+    assert recipes.fetch("nuclei-sim", dest) == dest
+    assert (dest / "images" / "sim_0000.png").stat().st_mtime_ns == first
+    changed = dataclasses.replace(SMALL, haze=1.0)
+    monkeypatch.setattr(recipes, "NUCLEI_SIM", changed)
+    recipes.fetch("nuclei-sim", dest)
+    assert "haze=1.0" in (dest / "SOURCE.md").read_text()
+    rebuilt = np.asarray(Image.open(dest / "images" / "sim_0000.png"))
+    assert np.array_equal(rebuilt, make_nuclei_dataset(changed)[0].image)
+
+
 def test_simulator_refuses_impossible_settings():
     with pytest.raises(UserError, match="diameter range"):
         NucleiSpec(diameter=(20.0, 10.0))
