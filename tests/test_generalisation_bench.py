@@ -1,8 +1,10 @@
-"""The generalisation bench's check of label completeness, on hand-drawn label maps."""
+"""The generalisation bench's check of label completeness, on hand-drawn label maps, and the
+model-selection bench's development data."""
 
 import numpy as np
 
 from bench.generalisation import off_label_share
+from unet.data.nuclei_sim import NucleiSpec, make_nuclei_dataset
 
 
 def test_objects_lying_outside_every_label_are_counted_as_a_share_of_all_found():
@@ -23,3 +25,32 @@ def test_an_object_with_a_tenth_of_its_pixels_on_a_label_counts_as_on_it():
     found[0, 0:10] = 1  # 1 of 10 pixels on the label: exactly the 10% that keeps it on
     assert off_label_share([labels], [found]) == 0.0
     assert off_label_share([labels], [np.zeros_like(found)]) == 0.0
+
+
+def test_model_selection_draws_its_simulated_rows_on_seeds_neither_training_nor_the_table_uses():
+    from bench.generalisation import HELD_OUT_SEED, simulated_settings
+    from bench.model_selection import DEVELOPMENT_SEED, development_sets
+    from unet.data.recipes import NUCLEI_SIM
+
+    held_out = {spec.seed for spec in simulated_settings().values()}
+    development = {DEVELOPMENT_SEED + index for index in range(len(held_out))}
+    assert not development & (held_out | {NUCLEI_SIM.seed})
+    assert min(held_out) == HELD_OUT_SEED
+    sets = development_sets(images_per_setting=1)
+    assert list(sets) == [f"simulated: {name}" for name in simulated_settings()]
+    images, labels = sets["simulated: training settings"]
+    held_out_image = make_nuclei_dataset(simulated_settings()["training settings"])[0].image
+    assert len(images) == len(labels) == 1 and not np.array_equal(images[0], held_out_image)
+
+
+def test_model_selection_scores_a_candidate_through_the_edge_runners_default_path():
+    from pathlib import Path
+
+    from bench.model_selection import f1_at_half
+    from unet.runtime.segmenter import Segmenter
+
+    nuclei = Path(__file__).resolve().parents[1] / "assets" / "nuclei" / "nuclei.int8.tflite"
+    segmenter = Segmenter.from_path(nuclei)
+    sample = make_nuclei_dataset(NucleiSpec(count=1, seed=424_242, diameter=(14.0, 14.0)))[0]
+    assert f1_at_half(segmenter, [sample.image], [sample.instance_labels]) >= 0.8
+    assert f1_at_half(segmenter, [sample.image], [np.zeros_like(sample.instance_labels)]) == 0.0
