@@ -23,6 +23,7 @@ from bench.generalisation import simulated_settings
 from unet.cli import run_cli
 from unet.data.nuclei_sim import make_nuclei_dataset
 from unet.data.splits import recorded_split
+from unet.runtime.errors import UserError
 from unet.runtime.instance_metrics import dataset_instance_scores
 from unet.runtime.segmenter import Segmenter, SegmentOptions
 
@@ -43,7 +44,10 @@ def development_sets(images_per_setting: int = DEVELOPMENT_IMAGES) -> dict[str, 
 def bbbc007_validation(segmenter: Segmenter) -> tuple[list, list]:
     metadata = segmenter.metadata
     validation = recorded_split(metadata, "validation")
-    stems = metadata.training.get("validation_stems", [])
+    if validation is None:
+        raise UserError(f"{segmenter.backend.path} records no validation split to choose on; "
+                        "train it with --data so that the split is recorded")
+    stems = metadata.training["validation_stems"]
     chosen = validation.subset([i for i, stem in enumerate(stems) if stem.startswith("bbbc007/")])
     return chosen.images, chosen.instance_labels
 
@@ -57,6 +61,10 @@ def f1_at_half(segmenter: Segmenter, images: list, labels: list) -> float:
 def compare(models: list[Path], images_per_setting: int = DEVELOPMENT_IMAGES) -> dict[str, dict[str, float]]:
     """F1@0.5 per row and model, and each model's mean over the rows."""
     segmenters = {str(model): Segmenter.from_path(model) for model in models}
+    for name, segmenter in segmenters.items():
+        if segmenter.metadata.mode != "instance":
+            raise UserError(f"{name} is a {segmenter.metadata.mode} model; model selection scores "
+                            "nuclei instances, so it needs an instance model")
     rows = {"BBBC007 validation images": {name: f1_at_half(s, *bbbc007_validation(s))
                                           for name, s in segmenters.items()}}
     for row, (images, labels) in development_sets(images_per_setting).items():

@@ -54,3 +54,15 @@ def test_model_selection_scores_a_candidate_through_the_edge_runners_default_pat
     sample = make_nuclei_dataset(NucleiSpec(count=1, seed=424_242, diameter=(14.0, 14.0)))[0]
     assert f1_at_half(segmenter, [sample.image], [sample.instance_labels]) >= 0.8
     assert f1_at_half(segmenter, [sample.image], [np.zeros_like(sample.instance_labels)]) == 0.0
+
+
+def test_model_selection_refuses_a_semantic_model_in_one_line():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shapes = Path(__file__).resolve().parents[1] / "assets" / "shapes" / "shapes.int8.tflite"
+    completed = subprocess.run([sys.executable, "-m", "bench.model_selection", str(shapes)],
+                               capture_output=True, text=True)
+    assert completed.returncode != 0
+    assert "is a semantic model" in completed.stderr and "Traceback" not in completed.stderr
