@@ -27,7 +27,7 @@ from bench.results_file import machine, write_results
 from unet.cli import run_cli
 from unet.data.nuclei_sim import NucleiSpec, make_nuclei_dataset
 from unet.data.recipes import NUCLEI_SIM, fetch
-from unet.data.splits import recorded_split
+from unet.data.splits import LabelledSet, recorded_split
 from unet.runtime.classical import ClassicalParams, choose_classical_params, otsu_watershed
 from unet.runtime.instance_metrics import dataset_instance_scores
 from unet.runtime.metadata import ModelMetadata, load_metadata
@@ -51,10 +51,12 @@ class Source:
     instance_labels: list[np.ndarray]
 
 
-def simulated_settings() -> dict[str, NucleiSpec]:
+def simulated_settings(
+    first_seed: int = HELD_OUT_SEED, images: int = HELD_OUT_IMAGES
+) -> dict[str, NucleiSpec]:
     """Held-out simulator settings: each takes one property (crowding: coverage and clustering
-    together) beyond the training ranges."""
-    base = dataclasses.replace(NUCLEI_SIM, count=HELD_OUT_IMAGES)
+    together) beyond the training ranges. Setting i is drawn on seed `first_seed` + i."""
+    base = dataclasses.replace(NUCLEI_SIM, count=images)
     trained = NUCLEI_SIM
     sizes, photons, blur, coverage = (_span(trained.diameter), _span(trained.photons),
                                       _span(trained.blur), _span(trained.coverage))
@@ -71,7 +73,7 @@ def simulated_settings() -> dict[str, NucleiSpec]:
         f"crowded, coverage 0.55-0.7, clustering 0.8 (trained {coverage}, {trained.cluster:g})":
             {"coverage": (0.55, 0.7), "cluster": 0.8},
     }
-    return {name: dataclasses.replace(base, seed=HELD_OUT_SEED + index, **changes)
+    return {name: dataclasses.replace(base, seed=first_seed + index, **changes)
             for index, (name, changes) in enumerate(settings.items())}
 
 
@@ -79,13 +81,19 @@ def _span(low_high: tuple[float, float]) -> str:
     return "-".join(f"{value:g}" for value in low_high)
 
 
+def bbbc007_validation(metadata: ModelMetadata) -> LabelledSet | None:
+    """The BBBC007 images of the model's recorded validation split (None: no split recorded)."""
+    validation = recorded_split(metadata, "validation")
+    if validation is None:
+        return None
+    stems = metadata.training["validation_stems"]
+    return validation.subset([i for i, stem in enumerate(stems) if stem.startswith("bbbc007/")])
+
+
 def evaluation_sources(metadata: ModelMetadata) -> list[Source]:
     sources = []
-    validation = recorded_split(metadata, "validation")
-    stems = metadata.training["validation_stems"]
-    real = [i for i, stem in enumerate(stems) if stem.startswith("bbbc007/")]
-    if validation is not None and real:
-        chosen = validation.subset(real)
+    chosen = bbbc007_validation(metadata)
+    if chosen is not None and chosen.images:
         sources.append(Source("BBBC007 validation images", "Voronoi-Otsu (classical)",
                               "training source, unseen images", chosen.images, chosen.instance_labels))
     cells3d = fetch("cells3d-nuclei", REPO / "data" / "cells3d-nuclei")

@@ -13,16 +13,14 @@ edge runner does.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from bench.generalisation import simulated_settings
+from bench.generalisation import bbbc007_validation, simulated_settings
 from unet.cli import run_cli
 from unet.data.nuclei_sim import make_nuclei_dataset
-from unet.data.splits import recorded_split
 from unet.runtime.errors import UserError
 from unet.runtime.instance_metrics import dataset_instance_scores
 from unet.runtime.segmenter import Segmenter, SegmentOptions
@@ -34,21 +32,17 @@ DEVELOPMENT_IMAGES = 6
 def development_sets(images_per_setting: int = DEVELOPMENT_IMAGES) -> dict[str, tuple[list, list]]:
     """(images, instance labels) per held-out simulator setting, on development seeds."""
     sets = {}
-    for index, (name, spec) in enumerate(simulated_settings().items()):
-        spec = dataclasses.replace(spec, seed=DEVELOPMENT_SEED + index, count=images_per_setting)
+    for name, spec in simulated_settings(DEVELOPMENT_SEED, images_per_setting).items():
         samples = make_nuclei_dataset(spec)
         sets[f"simulated: {name}"] = ([s.image for s in samples], [s.instance_labels for s in samples])
     return sets
 
 
-def bbbc007_validation(segmenter: Segmenter) -> tuple[list, list]:
-    metadata = segmenter.metadata
-    validation = recorded_split(metadata, "validation")
-    if validation is None:
+def bbbc007_validation_pairs(segmenter: Segmenter) -> tuple[list, list]:
+    chosen = bbbc007_validation(segmenter.metadata)
+    if chosen is None:
         raise UserError(f"{segmenter.backend.path} records no validation split to choose on; "
                         "train it with --data so that the split is recorded")
-    stems = metadata.training["validation_stems"]
-    chosen = validation.subset([i for i, stem in enumerate(stems) if stem.startswith("bbbc007/")])
     return chosen.images, chosen.instance_labels
 
 
@@ -65,7 +59,7 @@ def compare(models: list[Path], images_per_setting: int = DEVELOPMENT_IMAGES) ->
         if segmenter.metadata.mode != "instance":
             raise UserError(f"{name} is a {segmenter.metadata.mode} model; model selection scores "
                             "nuclei instances, so it needs an instance model")
-    rows = {"BBBC007 validation images": {name: f1_at_half(s, *bbbc007_validation(s))
+    rows = {"BBBC007 validation images": {name: f1_at_half(s, *bbbc007_validation_pairs(s))
                                           for name, s in segmenters.items()}}
     for row, (images, labels) in development_sets(images_per_setting).items():
         rows[row] = {name: f1_at_half(s, images, labels) for name, s in segmenters.items()}
