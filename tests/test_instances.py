@@ -64,6 +64,26 @@ def test_small_objects_are_removed_and_holes_filled():
     assert instance_labels[16:18, 16:18].max() == 0
 
 
+def unseeded_strip_probabilities() -> np.ndarray:
+    """An object with a confident interior, and a 4 px wide strip the model calls boundary only."""
+    probabilities = np.zeros((12, 20, 3), dtype=np.float32)
+    probabilities[..., BACKGROUND] = 1
+    probabilities[2:10, 2:10] = [0, 1, 0]
+    probabilities[2:10, 13:17] = [0, 0, 1]
+    return probabilities
+
+
+def test_a_foreground_region_no_seed_reaches_is_an_object_or_background_as_the_params_say():
+    probabilities = unseeded_strip_probabilities()
+    kept = instances_from_probabilities(probabilities, InstanceParams(min_size=4))
+    dropped = instances_from_probabilities(probabilities, InstanceParams(min_size=4, keep_unseeded=False))
+    assert kept.max() == 2
+    assert (kept[2:10, 13:17] == 2).all()
+    assert dropped.max() == 1
+    assert (dropped[2:10, 2:10] == 1).all()
+    assert (dropped[2:10, 13:17] == 0).all()
+
+
 def test_instance_post_processing_refuses_the_wrong_channel_count():
     with pytest.raises(ValueError, match=r"needs \(H, W, 3\) probabilities, got \(4, 4, 2\)"):
         instances_from_probabilities(np.zeros((4, 4, 2), np.float32))

@@ -29,9 +29,10 @@ class ThresholdBackend(Backend):
         return probabilities[None]
 
 
-def instance_metadata(object_diameter: float | None = 20.0, min_size: int = 16) -> ModelMetadata:
+def instance_metadata(object_diameter: float | None = 20.0, min_size: int = 16,
+                      keep_unseeded: bool = True) -> ModelMetadata:
     return ModelMetadata(input_size=(64, 64), channels=1, class_names=["background", "interior", "boundary"],
-                         mode="instance", instance=InstanceParams(min_size=min_size),
+                         mode="instance", instance=InstanceParams(min_size=min_size, keep_unseeded=keep_unseeded),
                          object_diameter=object_diameter)
 
 
@@ -106,6 +107,19 @@ def test_auto_scale_runs_a_second_pass_only_when_the_first_is_off_scale():
     assert small.scale.factor == pytest.approx(20 / small.scale.object_diameter_px, rel=0.045)
     assert np.log2(small.scale.factor) * 8 == pytest.approx(round(np.log2(small.scale.factor) * 8))
     assert small.segmentation.instance_count == 16
+
+
+def test_auto_scale_measures_small_objects_that_get_no_seed_at_the_wrong_scale():
+    # 3x3 px squares: their eroded interior (1 px) is under the smallest seed (min_size // 4 = 2),
+    # so at full resolution they are boundary only and, with keep_unseeded off, no instance.
+    metadata = instance_metadata(object_diameter=20.0, min_size=8, keep_unseeded=False)
+    image = discs(64, radius=1.5, count=8)
+    segmenter = Segmenter(ThresholdBackend(), metadata)
+    assert segmenter.segment(image, tile=True).segmentation.instance_count == 0
+    result = segmenter.segment(image, auto_scale=True)
+    assert result.scale.passes == 2
+    assert result.scale.object_diameter_px == pytest.approx(3.4, abs=0.2)
+    assert result.segmentation.instance_count == 64
 
 
 def test_scale_options_are_refused_where_they_cannot_work(binary_metadata):

@@ -15,9 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.test_instances import unseeded_strip_probabilities
 from unet.runtime.backends import LiteRTBackend
 from unet.runtime.imageio import image_files, read_image
-from unet.runtime.metadata import ModelMetadata, Normalisation, load_metadata, model_metadata_files
+from unet.runtime.metadata import (
+    InstanceParams,
+    ModelMetadata,
+    Normalisation,
+    load_metadata,
+    model_metadata_files,
+)
 from unet.runtime.preprocess import PreprocessInfo, postprocess, preprocess
 from unet.runtime.variants import BROWSER_VARIANT, variant_path
 
@@ -111,5 +118,10 @@ def test_browser_postprocessing_gives_pythons_masks_and_instances(tmp_path):
     binary = ModelMetadata(input_size=(32, 40), channels=1, class_names=["background", "object"])
     smooth = np.random.default_rng(3).random((1, 32, 40, 1)).astype(np.float32)
     write_postprocess_case(folder, "binary-threshold", smooth, binary, (70, 50), threshold=0.4)
+    for keep_unseeded in (True, False):
+        instance = ModelMetadata(input_size=(12, 20), channels=1, class_names=["background", "interior", "boundary"],
+                                 mode="instance", instance=InstanceParams(min_size=4, keep_unseeded=keep_unseeded))
+        write_postprocess_case(folder, f"unseeded-strip-kept-{keep_unseeded}", unseeded_strip_probabilities()[None],
+                               instance, (24, 40))
     completed = run_node_tests(tmp_path)
-    assert f"# pass {count + 2}" in completed.stdout, completed.stdout[-2000:]
+    assert f"# pass {count + 4}" in completed.stdout, completed.stdout[-2000:]

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     best, _ = tune_instance_params(args.model, distances, thresholds, args.limit)
     path = save_instance_params(args.model, best)
     print(f"chose marker_min_distance {best.marker_min_distance}, interior_threshold "
-          f"{best.interior_threshold}; wrote {path}")
+          f"{best.interior_threshold}, keep_unseeded {best.keep_unseeded}; wrote {path}")
     return 0
 
 

@@ -8,7 +8,7 @@ export const INTERIOR = 1;
 
 /**
  * @typedef {{foreground_threshold: number, interior_threshold: number, marker_min_distance: number,
- *            min_size: number}} InstanceParams
+ *            min_size: number, keep_unseeded?: boolean}} InstanceParams
  */
 
 /**
@@ -224,6 +224,7 @@ export function instancesFromProbabilities(probabilities, height, width, params)
   const smallestSeed = Math.max(1, Math.floor(params.min_size / 4));
   const markers = sequentialWithoutSmall(labelComponents(interior, height, width), smallestSeed);
   const flooded = watershed(elevation, markers, foreground, height, width);
+  if (params.keep_unseeded === false) return sequentialWithoutSmall(flooded, params.min_size);
   let top = 0;
   for (const id of flooded) if (id > top) top = id;
   const unseededMask = new Uint8Array(count);

@@ -58,10 +58,15 @@ def instances_from_probabilities(
         markers = sequential_without_small(label(interior, connectivity=1), smallest_seed)
         elevation = -interior_probability
     instance_labels = watershed(elevation, markers, mask=foreground)
-    # Foreground regions without a confident interior are objects too, not background.
-    unseeded = label(foreground & (instance_labels == 0), connectivity=1)
-    instance_labels = np.where(unseeded > 0, unseeded + instance_labels.max(), instance_labels)
+    if params.keep_unseeded:
+        instance_labels = with_unseeded_regions(instance_labels, foreground)
     return sequential_without_small(instance_labels, params.min_size)
+
+
+def with_unseeded_regions(instance_labels: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+    """Instance ids (H, W) plus each 4-connected foreground region none of them covers, as new ids."""
+    unseeded = label(foreground & (instance_labels == 0), connectivity=1)
+    return np.where(unseeded > 0, unseeded + instance_labels.max(), instance_labels)
 
 
 def sequential_without_small(labels: np.ndarray, min_size: int) -> np.ndarray:

@@ -71,6 +71,10 @@ class InstanceParams:
     marker_min_distance 0 seeds one object per connected interior region; a positive value
     seeds one per peak of the interior's distance transform, at least that many pixels
     apart, which also splits interiors that touch where the predicted boundary has a gap.
+    keep_unseeded: a foreground region that no seed's watershed reaches becomes an object of
+    its own (True) or background (False). Such a region is either a faint object whose
+    interior stayed under the threshold or a gap between objects that the model calls
+    boundary; tuning on the training split chooses.
     """
 
     boundary_width: int = 2
@@ -78,6 +82,7 @@ class InstanceParams:
     interior_threshold: float = 0.5
     foreground_threshold: float = 0.5
     marker_min_distance: int = 0
+    keep_unseeded: bool = True
 
 
 @dataclass

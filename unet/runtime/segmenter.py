@@ -183,7 +183,7 @@ class Segmenter:
             first = self._segment_scaled(pixels, factor, threshold, timings)
         else:
             first = self._segment_resized(pixels, threshold, timings)
-        measured = median_diameter(first.instance_labels)
+        measured = median_diameter(objects_to_measure(first))
         if measured is None or not needs_second_pass(self.metadata, measured * factor):
             return SegmentResult(first, timings, ScaleChoice("auto", factor, measured, passes=1))
         factor = scale_for_measured_diameter(self.metadata, measured)
@@ -203,6 +203,19 @@ class Segmenter:
             self.run_tensor(tensor)
             latencies.append(elapsed_ms(start))
         return ModelTiming(output, warmup_ms, latencies)
+
+
+def objects_to_measure(segmentation: Segmentation) -> np.ndarray:
+    """The instances, and the foreground regions none of them covers, as auto-scale measures them.
+
+    A model run at the wrong scale sees small nuclei as boundary only; with `keep_unseeded`
+    off they get no instance, yet they are what the first pass must measure. Measured on
+    instances alone, held-out simulated 5-7 px nuclei scored F1@0.5 0.496 with int8 against
+    0.534 with float32 (the first passes measured different sizes); measured so, 0.527.
+    """
+    from unet.runtime.instances import BACKGROUND, with_unseeded_regions
+
+    return with_unseeded_regions(segmentation.instance_labels, segmentation.class_mask != BACKGROUND)
 
 
 def _add(timings: dict[str, float], stage: str, milliseconds: float) -> None:

@@ -1,10 +1,10 @@
 """Tune instance post-processing on the training split (never the validation split).
 
-Every (marker_min_distance, interior_threshold) pair is scored on the training images; the
-one with the best F1@0.5 (ties: the DSB score) is written into the model's metadata, so every
-backend, the edge runner and the app use it. With several training folders, F1 is averaged
-over the folders, so 400 simulated images with 100 nuclei each do not outvote 11 real ones.
-The model runs once per image; only the post-processing is repeated.
+Every (marker_min_distance, interior_threshold, keep_unseeded) combination is scored on the
+training images; the one with the best F1@0.5 (ties: the DSB score) is written into the model's
+metadata, so every backend, the edge runner and the app use it. With several training
+folders, F1 is averaged over the folders, so 400 simulated images with 100 nuclei each do not
+outvote 11 real ones. The model runs once per image; only the post-processing is repeated.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ def tune_instance_params(
         outputs.append((segmenter.run_tensor(tensor), info))
     original = metadata.instance
     results = []
-    for distance, threshold in product(distances, interior_thresholds):
+    for distance, threshold, keep_unseeded in product(distances, interior_thresholds, (True, False)):
         metadata.instance = dataclasses.replace(original, marker_min_distance=distance,
-                                                interior_threshold=threshold)
+                                                interior_threshold=threshold, keep_unseeded=keep_unseeded)
         predictions = [postprocess(output, info, metadata) for output, info in outputs]
         per_folder = {}
         for folder, indices in groups.items():
@@ -55,7 +55,8 @@ def tune_instance_params(
         f1 = sum(s["f1@0.5"] for s in per_folder.values()) / len(per_folder)
         dsb = sum(s["dsb_score"] for s in per_folder.values()) / len(per_folder)
         results.append((metadata.instance, f1, dsb))
-        print(f"marker_min_distance {distance:>3}, interior_threshold {threshold:.2f}: "
+        print(f"marker_min_distance {distance:>3}, interior_threshold {threshold:.2f}, "
+              f"keep_unseeded {keep_unseeded!s:>5}: "
               f"mean F1@0.5 {f1:.4f}; " + "; ".join(f"{folder or 'all'}: {format_instance_scores(s)}"
                                                      for folder, s in per_folder.items()))
     best = max(results, key=lambda row: (round(row[1], 4), row[2]))[0]
@@ -66,5 +67,5 @@ def save_instance_params(model: Path, params: InstanceParams) -> Path:
     """Write the chosen parameters into the model's metadata; returns the metadata path."""
     metadata = load_metadata(model)
     metadata.instance = params
-    metadata.training["tuned_on"] = "train split: marker_min_distance, interior_threshold"
+    metadata.training["tuned_on"] = "train split: marker_min_distance, interior_threshold, keep_unseeded"
     return save_metadata(metadata, metadata_path_for(model))
