@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.results_file import write_results
+from bench.results_file import machine, write_results
 from unet.runtime.backends import Backend, KerasBackend, LiteRTBackend
 from unet.runtime.imageio import read_image
 from unet.runtime.metadata import load_metadata, model_metadata_files
@@ -236,7 +236,7 @@ def bench_model(metadata_path: Path, runs: int, peak: float) -> dict:
 def render_markdown(results: dict) -> str:
     lines = ["# Inference benchmark", "",
              f"Machine: {results['machine']['processor'] or results['machine']['platform']}, "
-             f"{results['machine']['cpus']} CPUs; numpy float32 matmul peak "
+             f"{results['machine']['cpu']}; numpy float32 matmul peak "
              f"{results['matmul_peak_gflop_per_s']:.1f} GFLOP/s. Batch 1, {results['runs']} interleaved "
              "runs per backend after warm-up, each round in a new random order, each call after "
              f"{1000 * SETTLE_S:.0f} ms of idle; ratios are Keras float32 p50 / backend p50 from this run. "
@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak_gflops()
     print(f"numpy float32 matmul peak: {peak:.1f} GFLOP/s")
     results = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": CPUS},
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": CPUS,
+                    "cpu": machine()},
         "runs": args.runs, "matmul_peak_gflop_per_s": round(peak, 2),
         "models": {path.stem: bench_model(path, args.runs, peak)
                    for path in model_metadata_files(args.assets)},
