@@ -38,8 +38,8 @@ class Recipe:
     version: str | None
     expected_samples: int
     build: Callable[[Path | None, Path], int]
-    # Generated datasets: the SOURCE.md a build writes. A folder whose SOURCE.md differs was made
-    # by another version of the generator, so it is built again rather than trained on.
+    # Generated datasets: their SOURCE.md, which `fetch` writes. A folder whose SOURCE.md differs
+    # was made by another version of the generator, so it is built again rather than trained on.
     source_text: Callable[[], str] | None = None
 
 
@@ -205,9 +205,7 @@ def shapes_source() -> str:
 
 
 def build_shapes(wheel: Path | None, staging: Path) -> int:
-    count = write_pairs(staging, "shapes", [(s.image, s.class_mask) for s in make_dataset(SHAPES)])
-    (staging / "SOURCE.md").write_text(shapes_source())
-    return count
+    return write_pairs(staging, "shapes", [(s.image, s.class_mask) for s in make_dataset(SHAPES)])
 
 
 NUCLEI_SIM = NucleiSpec(count=400, seed=2027)
@@ -224,9 +222,7 @@ def nuclei_sim_source() -> str:
 
 def build_nuclei_sim(wheel: Path | None, staging: Path) -> int:
     pairs = [(s.image, s.instance_labels) for s in make_nuclei_dataset(NUCLEI_SIM)]
-    count = write_pairs(staging, "sim", pairs)
-    (staging / "SOURCE.md").write_text(nuclei_sim_source())
-    return count
+    return write_pairs(staging, "sim", pairs)
 
 
 CELLS3D_SLICES = range(20, 52, 3)
@@ -304,6 +300,8 @@ def fetch(name: str, dest: Path, cache: Path = DEFAULT_CACHE) -> Path:
         (staging / "images").mkdir()
         (staging / "masks").mkdir()
         count = recipe.build(wheel, staging)
+        if recipe.source_text is not None:
+            (staging / "SOURCE.md").write_text(recipe.source_text())
         if count < max(1, recipe.expected_samples):
             raise DatasetError(f"{name}: found {count} samples, expected {recipe.expected_samples}")
         scan_folder(staging)
