@@ -7,7 +7,7 @@ from pathlib import Path
 
 from unet.runtime.atomic import atomic_write_text
 from unet.runtime.metadata import ModelMetadata
-from unet.runtime.variants import KERAS, QUANTISED_VARIANTS, litert
+from unet.runtime.variants import BROWSER_VARIANT, KERAS, PORTABLE_VARIANT, QUANTISED_VARIANTS, litert
 
 
 def _percent(value: float | None) -> str:
@@ -83,6 +83,14 @@ def render_markdown(report: dict, metadata: ModelMetadata) -> str:
                 f"{quantisation['zero_point']}; output {row['output']['dtype']} scale "
                 f"{row['output']['scale']:.6g} zero-point {row['output']['zero_point']}."
             )
+    network_agreement = report["variants"].get(PORTABLE_VARIANT, {}).get("agreement_with_network")
+    if network_agreement:
+        lines.append(
+            f"\n{PORTABLE_VARIANT} takes 8-bit RGB and normalises it in its graph, in front of "
+            f"{BROWSER_VARIANT}'s network byte for byte. What that costs on the held-out images, "
+            f"against {BROWSER_VARIANT}: pixel agreement {network_agreement['pixel_agreement']:.2%}, "
+            f"mean IoU {network_agreement['mean_iou']:.4f}. It comes from the input being 8-bit and "
+            "resized before normalisation (the runtime normalises first), and from float32 percentiles.")
     rewrites = report.get("rewrites", {})
     if rewrites.get("layers"):
         lines += ["", f"Rewritten before conversion ({len(rewrites['layers'])} layers, outputs identical to "

@@ -6,7 +6,9 @@
 Beside each model it writes `NAME.<variant>.tflite`, updates `NAME.json` (the metadata,
 with each variant's input/output scale and zero-point read back from the converted file),
 and writes `NAME.export.json` and `NAME.export.md`: size, accuracy, agreement with the
-Keras model, latency and the worst-quantised layers of every variant. It exits non-zero
+Keras model, latency and the worst-quantised layers of every variant. Every `.tflite` carries
+TFLite metadata and `NAME.json` inside it (export/tflite_metadata.py); `NAME.portable.tflite`
+takes raw RGB bytes and normalises them in its own graph (export/portable.py). It exits non-zero
 when int8 loses more mean IoU than --max-iou-drop, after writing the report.
 
 One export is five steps: prepare (model, metadata, calibration and held-out images) ->
@@ -47,12 +49,14 @@ from unet.runtime.metadata import (
     metadata_path_for,
     save_metadata,
 )
-from unet.runtime.preprocess import Segmentation, preprocess
+from unet.runtime.preprocess import NORMALISED, RGB8, Segmentation, preprocess
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.timing import interleaved_latency
 from unet.runtime.variants import (
+    BROWSER_VARIANT,
     DEFAULT_VARIANTS,
     KERAS,
+    PORTABLE_VARIANT,
     QUANTISED_VARIANTS,
     SHIPPED_VARIANTS,
     VARIANTS,
@@ -126,12 +130,15 @@ def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[s
     # that fails or is killed midway leaves the previous files and report as they were.
     with tempfile.TemporaryDirectory() as workdir:
         saved_model = export_saved_model(rewritten(job, report), Path(workdir) / "saved_model")
-        converted = [convert(job, saved_model, variant, Path(workdir)) for variant in options.variants]
+        converted = convert_all(job, saved_model, Path(workdir))
         backends = {}
         for variant in converted:
             report["variants"][variant.variant], backends[variant.variant] = score(job, variant)
         analyse_quantisation(job, saved_model, Path(workdir), report, converted, backends)
+        if PORTABLE_VARIANT in backends and BROWSER_VARIANT in backends:
+            report["variants"][PORTABLE_VARIANT]["agreement_with_network"] = portable_agreement(job, backends)
         report["latency"] = measure(job, converted, backends)
+    describe(job, report, converted)
     add_size_ratios(report)
     failures = options.gate(report)
     commit(job, report, converted)
@@ -268,14 +275,33 @@ def new_report(job: ExportJob) -> dict:
     }
 
 
-def convert(job: ExportJob, saved_model: Path, variant: str, workdir: Path) -> ConvertedVariant:
-    """One variant's bytes, also written to `workdir` so the later steps can load it."""
+def convert_all(job: ExportJob, saved_model: Path, workdir: Path) -> list[ConvertedVariant]:
+    """Every asked-for variant; the portable one is built on int8-float-io (converted for it if need be)."""
+    converted = {variant: convert(job, saved_model, variant, workdir)
+                 for variant in job.options.variants if variant != PORTABLE_VARIANT}
+    if PORTABLE_VARIANT in job.options.variants:
+        network = converted.get(BROWSER_VARIANT) or convert(job, saved_model, BROWSER_VARIANT, workdir)
+        converted[PORTABLE_VARIANT] = convert(job, saved_model, PORTABLE_VARIANT, workdir, network)
+    return [converted[variant] for variant in job.options.variants]
+
+
+def convert(
+    job: ExportJob, saved_model: Path, variant: str, workdir: Path, network: ConvertedVariant | None = None
+) -> ConvertedVariant:
+    """One variant's bytes, also written to `workdir` so the later steps can load it.
+
+    The portable variant is `network` (int8-float-io) behind the preprocessing graph.
+    """
     from export.convert import convert_variant
+    from export.portable import portable_tflite
 
     print(f"-- converting {variant}")
     started = time.perf_counter()
-    tflite_bytes = convert_variant(saved_model, variant, job.representative if job.calibration else None,
-                                   job.options.float_layers, job.options.float_tensors)
+    if variant == PORTABLE_VARIANT:
+        tflite_bytes = portable_tflite(job.metadata, network.tflite_bytes)
+    else:
+        tflite_bytes = convert_variant(saved_model, variant, job.representative if job.calibration else None,
+                                       job.options.float_layers, job.options.float_tensors)
     raise_if_terminated()
     final_path = variant_path(job.model_path, variant)
     staged_path = workdir / final_path.name
@@ -418,17 +444,40 @@ def p50_ms(backend: LiteRTBackend, tensor: np.ndarray, runs: int = 10) -> float:
     return interleaved_latency({backend.name: backend.run}, tensor, runs)[backend.name]["p50_ms"]
 
 
+def portable_agreement(job: ExportJob, backends: dict[str, LiteRTBackend]) -> dict:
+    """What moving the preprocessing into the graph costs: portable against int8-float-io masks.
+
+    Both get the held-out images; the portable file sees them as 8-bit RGB. Its network is
+    int8-float-io's byte for byte, so any difference comes from the preprocessing (8-bit input,
+    float32 arithmetic in the graph instead of numpy's float64 percentiles).
+    """
+    masks = {variant: segment_all(Segmenter(backends[variant], job.metadata), job.images)
+             for variant in (BROWSER_VARIANT, PORTABLE_VARIANT)}
+    return agreement(job.metadata, masks[BROWSER_VARIANT], masks[PORTABLE_VARIANT])
+
+
 def measure(job: ExportJob, converted: list[ConvertedVariant], backends: dict[str, LiteRTBackend]) -> dict:
-    """Interleaved latency of Keras and of every variant on all threads and on one thread."""
+    """Interleaved latency of Keras and of every variant on all threads and on one thread.
+
+    Each runner gets the first held-out image as its own backend takes it (a portable file:
+    8-bit RGB), and only the model call is timed.
+    """
     runs = job.options.latency_runs
     if not runs:
         return {}
+    first = job.images[0]
+    tensors = {encoding: preprocess(first, job.metadata, encoding)[0] for encoding in (NORMALISED, RGB8)}
+
+    def runner(backend):
+        tensor = tensors[backend.input_encoding]
+        return lambda _: backend.run(tensor)
+
     runners = {KERAS.id: job.reference.backend.run}
     for variant in converted:
-        runners[litert(variant.variant).id] = backends[variant.variant].run
-        runners[litert(variant.variant, 1).id] = LiteRTBackend(variant.staged_path, num_threads=1).run
+        runners[litert(variant.variant).id] = runner(backends[variant.variant])
+        runners[litert(variant.variant, 1).id] = runner(LiteRTBackend(variant.staged_path, num_threads=1))
     print(f"-- latency ({runs} interleaved runs per backend)")
-    return interleaved_latency(runners, preprocess(job.images[0], job.metadata)[0], runs)
+    return interleaved_latency(runners, tensors[NORMALISED], runs)
 
 
 def add_size_ratios(report: dict) -> None:
@@ -476,17 +525,31 @@ def gate(report: dict, max_iou_drop: float, min_pixel_agreement: float = 0.995) 
     return failures
 
 
+def describe(job: ExportJob, report: dict, converted: list[ConvertedVariant]) -> None:
+    """Record the variants in the metadata, then write TFLite metadata (and that JSON) into every file.
+
+    The files were scored without it: metadata adds a buffer and packed files, never an op.
+    Sizes in the report are the final files'. The metadata records no sizes, since a file
+    that carries the JSON cannot hold its own final size.
+    """
+    from export.tflite_metadata import model_version, with_tflite_metadata
+
+    job.metadata.variants = {
+        variant: {key: row[key] for key in ("file", "input", "output", "float_tensors") if key in row}
+        for variant, row in report["variants"].items()
+    }
+    version = model_version(job.model_path)
+    for variant in converted:
+        variant.tflite_bytes = with_tflite_metadata(variant.tflite_bytes, job.metadata, version)
+        report["variants"][variant.variant]["size_bytes"] = len(variant.tflite_bytes)
+
+
 def commit(job: ExportJob, report: dict, converted: list[ConvertedVariant]) -> None:
     """Write the .tflite files, the metadata, the report and the model card, each atomically."""
     from export.model_card import write_model_card
     from export.report import write_report
 
     metadata, model_path = job.metadata, job.model_path
-    metadata.variants = {
-        variant: {key: row[key] for key in ("file", "size_bytes", "input", "output", "float_tensors")
-                  if key in row}
-        for variant, row in report["variants"].items()
-    }
     raise_if_terminated()
     for variant in converted:
         atomic_write_bytes(variant.final_path, variant.tflite_bytes)

@@ -1,9 +1,10 @@
 """Backends: each runs a model on one preprocessed tensor, nothing else.
 
 A backend takes a float32 tensor (1, h, w, C) in [0, 1] and returns float32 probabilities
-(1, h, w, K). Quantised LiteRT models quantise their input and dequantise their output with
-the scale and zero-point stored in the model itself. Importing this module does not import
-TensorFlow; the Keras backend imports it when one is built.
+(1, h, w, K); a portable model (preprocessing in its graph) takes the image's 8-bit RGB
+values instead, as its `input_encoding` says. Quantised LiteRT models quantise their input
+and dequantise their output with the scale and zero-point stored in the model itself.
+Importing this module does not import TensorFlow; the Keras backend imports it when one is built.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from unet.runtime.errors import UserError
+from unet.runtime.preprocess import NORMALISED, input_encoding
 from unet.runtime.variants import KERAS, BackendKind, litert, variant_of
 
 
@@ -29,13 +31,14 @@ class Backend:
 
     kind: BackendKind
     path: Path
+    input_encoding: str = NORMALISED
 
     def __init__(self) -> None:
         # Interpreters and tf.functions are not safe to call from several threads at once.
         self._lock = threading.Lock()
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        """(1, h, w, C) float32 in [0, 1] -> (1, h, w, K) float32 probabilities."""
+        """(1, h, w, C) float32 in [0, 1] (RGB8: (1, h, w, 3) uint8) -> (1, h, w, K) float32 probabilities."""
         with self._lock:
             return self._run(tensor)
 
@@ -158,6 +161,8 @@ class LiteRTBackend(Backend):
         self.input_quantisation = _quantisation_of(input_details[0])
         self.output_quantisation = _quantisation_of(output_details[0])
         self.kind = litert(variant_of(self.path), 1 if self.num_threads == 1 else None)
+        self.input_encoding = input_encoding(self.input_quantisation.dtype,
+                                             self.input_quantisation.is_quantised, self.input_shape[-1])
 
     def _run(self, tensor: np.ndarray) -> np.ndarray:
         if tuple(tensor.shape) != self.input_shape:

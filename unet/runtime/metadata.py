@@ -1,14 +1,17 @@
 """The one metadata schema: written by training, carried by export, read by every runtime.
 
 A model `X.keras` and its exports `X.float32.tflite`, `X.int8.tflite`, ... share the sidecar
-`X.json`. Nothing about input size, channels, normalisation, classes or post-processing is
-repeated in code: every consumer reads it from here.
+`X.json`; every exported `.tflite` also carries the same JSON inside it (an associated file of
+its TFLite metadata), read when no sidecar lies beside it. Nothing about input size,
+channels, normalisation, classes or post-processing is repeated in code: every consumer
+reads it from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,9 @@ from unet.runtime.errors import UserError
 from unet.runtime.variants import model_stem
 
 SCHEMA_VERSION = 1
+# Files packed into an exported .tflite beside its TFLite metadata (export/tflite_metadata.py).
+EMBEDDED_METADATA_FILE = "unet_edge.json"
+LABELS_FILE = "labels.txt"
 MODES = ("semantic", "instance")
 NORMALISATION_METHODS = ("percentile", "unit")
 
@@ -189,20 +195,57 @@ def model_metadata_files(folder: str | Path) -> list[Path]:
 
 
 def load_metadata(path: str | Path) -> ModelMetadata:
-    """Read metadata from a JSON file, or from the sidecar of a model file."""
+    """Read metadata from a JSON file, from the sidecar of a model file, or from inside a .tflite.
+
+    The sidecar wins when both exist, so an older file keeps the metadata it was shipped with.
+    """
     path = Path(path)
-    if path.suffix != ".json":
-        path = metadata_path_for(path)
+    if path.suffix == ".json":
+        return _metadata_from_json(path)
+    sidecar = metadata_path_for(path)
+    if sidecar.is_file():
+        return _metadata_from_json(sidecar)
+    if path.suffix == ".tflite" and path.is_file():
+        text = embedded_metadata_text(path)
+        if text is not None:
+            return _metadata_from_text(text, f"{path} ({EMBEDDED_METADATA_FILE} inside it)")
+        raise MetadataError(f"{path} carries no metadata and has no sidecar {sidecar.name} beside it; "
+                            "export it again with export/to_tflite.py, or put its JSON beside it")
+    raise MetadataError(f"no metadata file at {sidecar} (expected the sidecar JSON of the model)")
+
+
+def embedded_metadata_text(tflite_path: str | Path) -> str | None:
+    """The metadata JSON packed inside an exported .tflite, or None if it carries none."""
+    try:
+        with zipfile.ZipFile(tflite_path) as archive:
+            return archive.read(EMBEDDED_METADATA_FILE).decode("utf-8")
+    except (zipfile.BadZipFile, KeyError):
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise MetadataError(f"cannot read the metadata inside {tflite_path}: {error}") from error
+
+
+def _metadata_from_json(path: Path) -> ModelMetadata:
     if not path.is_file():
         raise MetadataError(f"no metadata file at {path} (expected the sidecar JSON of the model)")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        text = path.read_text()
+    except OSError as error:
         raise MetadataError(f"cannot read metadata {path}: {error}") from error
+    return _metadata_from_text(text, str(path))
+
+
+def _metadata_from_text(text: str, source: str) -> ModelMetadata:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise MetadataError(f"cannot read metadata {source}: {error}") from error
+    if not isinstance(data, dict):
+        raise MetadataError(f"{source}: metadata must be a JSON object, got {type(data).__name__}")
     try:
         return ModelMetadata.from_dict(data)
     except MetadataError as error:
-        raise MetadataError(f"{path}: {error}") from error
+        raise MetadataError(f"{source}: {error}") from error
 
 
 def save_metadata(metadata: ModelMetadata, path: str | Path) -> Path:

@@ -3,6 +3,8 @@
     image (H, W[, 3]) any dtype
       -> normalise intensities -> model channels -> resize to the model input
       -> tensor (1, h, w, C) float32 in [0, 1]            [preprocess]
+    (a portable model normalises in its own graph: its tensor is the image as 8-bit RGB,
+     resized, (1, h, w, 3) uint8; see `RGB8`)
     backend output (1, h, w, K) float32 probabilities
       semantic: -> resize to (H, W) -> threshold or argmax -> class mask (H, W)
       instance: -> argmax and instances at (h, w) -> nearest to (H, W)       [postprocess]
@@ -24,7 +26,17 @@ from unet.runtime.metadata import ModelMetadata, Normalisation
 # Percentiles are estimated on at most this many samples: exact enough, and bounded in time
 # for a 100-megapixel upload.
 PERCENTILE_SAMPLE_SIZE = 1_000_000
+# A percentile spread at or below this is a flat image: it normalises to zeros.
+MIN_PERCENTILE_RANGE = 1e-12
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# What a backend's input tensor holds. NORMALISED: float32 in [0, 1] with the model's channels,
+# made here. RGB8: the image's raw 8-bit RGB values; the model normalises them itself.
+NORMALISED, RGB8 = "normalised", "rgb8"
+
+
+def input_encoding(dtype: str, quantised: bool, channels: int) -> str:
+    """What a model's input tensor holds: unquantised 3-channel uint8 is RGB8, anything else NORMALISED."""
+    return RGB8 if dtype == "uint8" and not quantised and channels == 3 else NORMALISED
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,7 @@ def normalise_intensities(image: np.ndarray, normalisation: Normalisation) -> np
     flat = image.reshape(-1)
     step = max(1, flat.size // PERCENTILE_SAMPLE_SIZE)
     low, high = np.percentile(flat[::step], [normalisation.low, normalisation.high])
-    if high - low <= 1e-12:
+    if high - low <= MIN_PERCENTILE_RANGE:
         return np.zeros(image.shape, dtype=np.float32)
     # Extreme float data gets float64 arithmetic: its range can itself overflow float32.
     work_dtype = np.float32 if max(abs(low), abs(high)) < 1e30 else np.float64
@@ -96,11 +108,49 @@ def normalise_to_channels(image: np.ndarray, metadata: ModelMetadata) -> np.ndar
     return to_channels(normalise_intensities(image, metadata.normalisation), metadata.channels)
 
 
-def preprocess(image: np.ndarray, metadata: ModelMetadata) -> tuple[np.ndarray, PreprocessInfo]:
-    """Image (H, W[, 3]) -> model tensor (1, h, w, C) float32 in [0, 1] and how to map back."""
-    prepared = normalise_to_channels(image, metadata)
+def to_rgb8(image: np.ndarray, normalisation: Normalisation) -> np.ndarray:
+    """(H, W[, 3]) any dtype -> (H, W, 3) uint8, the bytes a camera frame would hold.
+
+    8-bit images keep their values (grey is repeated). Other depths are brought to 8 bits in
+    the way that keeps the model's normalisation: percentile models see the image stretched
+    from its minimum to its maximum (percentile normalisation ignores any such stretch, up to
+    8-bit rounding), unit models see it scaled by its dtype's maximum.
+    """
+    if image.dtype != np.uint8:
+        values = image.astype(np.float64)
+        if np.issubdtype(image.dtype, np.floating):
+            finite = values[np.isfinite(values)]
+            darkest, brightest = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+            values = np.nan_to_num(values, nan=darkest, posinf=brightest, neginf=darkest)
+        if normalisation.method == "unit":
+            full_scale = float(np.iinfo(image.dtype).max) if np.issubdtype(image.dtype, np.integer) else 1.0
+            values = values / full_scale
+        else:
+            low, high = float(values.min()), float(values.max())
+            values = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        image = np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if image.ndim == 2:
+        image = image[..., None]
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+
+
+def prepare_pixels(image: np.ndarray, metadata: ModelMetadata, encoding: str = NORMALISED) -> np.ndarray:
+    """The full-resolution image in the form a backend's tensor holds (see NORMALISED, RGB8)."""
+    if encoding == RGB8:
+        return to_rgb8(image, metadata.normalisation)
+    return normalise_to_channels(image, metadata)
+
+
+def preprocess(
+    image: np.ndarray, metadata: ModelMetadata, encoding: str = NORMALISED
+) -> tuple[np.ndarray, PreprocessInfo]:
+    """Image (H, W[, 3]) -> model tensor and how to map back.
+
+    The tensor is (1, h, w, C) float32 in [0, 1], or for an RGB8 backend (1, h, w, 3) uint8.
+    """
+    prepared = prepare_pixels(image, metadata, encoding)
     resized = resize_array(prepared, metadata.input_size, Image.Resampling.BILINEAR)
-    tensor = np.ascontiguousarray(resized[None], dtype=np.float32)
+    tensor = np.ascontiguousarray(resized[None])
     return tensor, PreprocessInfo(original_size=(int(image.shape[0]), int(image.shape[1])))
 
 

@@ -83,13 +83,13 @@ class Segmenter:
 
     def _check_fit(self) -> None:
         height, width = self.metadata.input_size
-        probe = np.zeros((1, height, width, self.metadata.channels), dtype=np.float32)
+        probe, _ = preprocess(np.zeros((height, width), np.uint8), self.metadata, self.backend.input_encoding)
         try:
             output = self.backend.run(probe)
         except Exception as error:
             raise ModelLoadError(
                 f"{self.backend.path} does not accept the input its metadata describes "
-                f"(1, {height}, {width}, {self.metadata.channels}): {error}"
+                f"{probe.shape} {probe.dtype}: {error}"
             ) from error
         expected = (1, height, width, self.metadata.output_channels)
         if output.shape != expected:
@@ -141,7 +141,7 @@ class Segmenter:
 
     def _segment_resized(self, pixels: np.ndarray, threshold: float | None, timings: dict) -> Segmentation:
         start = time.perf_counter()
-        tensor, info = preprocess(pixels, self.metadata)
+        tensor, info = preprocess(pixels, self.metadata, self.backend.input_encoding)
         _add(timings, "preprocess", elapsed_ms(start))
         start = time.perf_counter()
         output = self.run_tensor(tensor)
@@ -163,7 +163,8 @@ class Segmenter:
         if factor != 1.0:
             scaled_size = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor)))
             scaled = resize_array(pixels, scaled_size, Image.Resampling.BILINEAR)
-        probabilities, model_ms = tiled_probabilities(scaled, self.metadata, self.run_tensor)
+        probabilities, model_ms = tiled_probabilities(scaled, self.metadata, self.run_tensor,
+                                                       encoding=self.backend.input_encoding)
         _add(timings, "model", model_ms)
         _add(timings, "preprocess", elapsed_ms(start) - model_ms)
         start = time.perf_counter()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from unet.runtime.metadata import ModelMetadata
-from unet.runtime.preprocess import normalise_to_channels
+from unet.runtime.preprocess import NORMALISED, prepare_pixels
 
 
 def window_starts(length: int, window: int, overlap: float) -> list[int]:
@@ -38,12 +38,15 @@ def tiled_probabilities(
     metadata: ModelMetadata,
     run_tensor: Callable[[np.ndarray], np.ndarray],
     overlap: float = 0.25,
+    encoding: str = NORMALISED,
 ) -> tuple[np.ndarray, float]:
     """Probabilities (H, W, K) for an image of any size, and the milliseconds spent in the model.
 
     Images smaller than the window are padded by reflection and the padding cut off again.
+    `encoding` is what the model's tensor holds (unet.runtime.preprocess); an RGB8 model
+    normalises each window on its own.
     """
-    prepared = normalise_to_channels(image, metadata)
+    prepared = prepare_pixels(image, metadata, encoding)
     height, width = prepared.shape[:2]
     window_h, window_w = metadata.input_size
     pad_h, pad_w = max(0, window_h - height), max(0, window_w - width)
@@ -58,7 +61,7 @@ def tiled_probabilities(
         for left in window_starts(padded_w, window_w, overlap):
             window = prepared[top : top + window_h, left : left + window_w]
             start = time.perf_counter()
-            output = run_tensor(np.ascontiguousarray(window[None], dtype=np.float32))[0]
+            output = run_tensor(np.ascontiguousarray(window[None]))[0]
             model_ms += (time.perf_counter() - start) * 1000.0
             accumulated[top : top + window_h, left : left + window_w] += output * weights
             weight_sum[top : top + window_h, left : left + window_w] += weights

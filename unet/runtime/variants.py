@@ -10,17 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-VARIANTS = ("float32", "float16", "dynamic", "int8", "uint8", "int8-float-io")
-DEFAULT_VARIANTS = ("float32", "float16", "int8", "int8-float-io")
+VARIANTS = ("float32", "float16", "dynamic", "int8", "uint8", "int8-float-io", "portable")
+DEFAULT_VARIANTS = ("float32", "float16", "int8", "int8-float-io", "portable")
 # Integer variants: calibrated and gated on accuracy. int8 and uint8 take and give integers;
 # int8-float-io computes in int8 but takes and gives float32, so a runtime without int8
-# tensors (LiteRT.js in the browser) can feed it.
-QUANTISED_VARIANTS = ("int8", "uint8", "int8-float-io")
+# tensors (LiteRT.js in the browser) can feed it. portable is int8-float-io behind its own
+# preprocessing: raw RGB bytes in (export/portable.py), for MediaPipe and phone apps.
+QUANTISED_VARIANTS = ("int8", "uint8", "int8-float-io", "portable")
+PORTABLE_VARIANT = "portable"
 # The browser's variant, measured against uint8 I/O in LiteRT.js (README, "In the browser").
 BROWSER_VARIANT = "int8-float-io"
 # What assets/ ships: float16 runs no faster than float32 on a CPU (LiteRT widens its weights
-# at load) and the 25 MB budget holds the browser's variant instead.
-SHIPPED_VARIANTS = ("float32", "int8", "int8-float-io")
+# at load) and the 25 MB budget holds the browser's and the portable variants instead.
+SHIPPED_VARIANTS = ("float32", "int8", "int8-float-io", "portable")
 
 ENGINE_LABELS = {"keras": "Keras", "litert": "LiteRT", "onnxruntime": "ONNX Runtime"}
 
