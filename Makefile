@@ -9,10 +9,11 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: demo test lint venv npm bench models clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-mediapipe.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-mediapipe.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -49,6 +50,7 @@ lint: $(STAMP)
 bench: $(STAMP) $(NPM_STAMP)
 	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
 	$(PY) -m bench.inference
+	$(PY) -m bench.portable
 	$(PY) -m bench.browser
 	$(PY) -m bench.export_kit
 	$(PY) -m bench.app_latency

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.results_file import machine, write_results
-from unet.runtime.backends import Backend, KerasBackend, LiteRTBackend
+from unet.runtime.backends import Backend, KerasBackend, LiteRTBackend, model_call
 from unet.runtime.imageio import read_image
 from unet.runtime.metadata import load_metadata, model_metadata_files
 from unet.runtime.preprocess import preprocess
@@ -212,7 +212,9 @@ def bench_model(metadata_path: Path, runs: int, peak: float) -> dict:
         except ImportError as error:
             print(f"  no ONNX Runtime peer ({error}); `make bench` installs requirements-bench.txt",
                   file=sys.stderr)
-        latency = interleaved_latency({b.name: b.run for b in backends}, tensor, runs, settle_s=SETTLE_S)
+        image = read_image(image_path)
+        runners = {b.name: model_call(b, image, metadata) for b in backends}
+        latency = interleaved_latency(runners, None, runs, settle_s=SETTLE_S)
     flops = graph_flops(keras_path, tensor.shape)
     keras_p50 = latency[KERAS.id]["p50_ms"]
     rows = {}

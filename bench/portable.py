@@ -21,10 +21,10 @@ import numpy as np
 from PIL import Image
 
 from bench.results_file import machine, write_results
-from unet.runtime.backends import LiteRTBackend
+from unet.runtime.backends import LiteRTBackend, model_call
 from unet.runtime.imageio import read_image, resize_array
 from unet.runtime.metadata import ModelMetadata, load_metadata, model_metadata_files
-from unet.runtime.preprocess import RGB8, preprocess, to_rgb8
+from unet.runtime.preprocess import RGB8, to_rgb8
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.timing import interleaved_latency
 from unet.runtime.variants import BROWSER_VARIANT, PORTABLE_VARIANT, variant_path
@@ -90,11 +90,9 @@ def preprocessing_cost(model_dir: Path, metadata: ModelMetadata, runs: int) -> d
     network = LiteRTBackend(variant_path(model_dir / f"{metadata.name}.json", BROWSER_VARIANT))
     portable = LiteRTBackend(variant_path(model_dir / f"{metadata.name}.json", PORTABLE_VARIANT))
     image = read_image(examples_of(metadata)[0])
-    tensors = {backend.name: preprocess(image, metadata, backend.input_encoding)[0]
-               for backend in (network, portable)}
-    assert tensors[portable.name].dtype == np.uint8 and portable.input_encoding == RGB8
-    runners = {backend.name: (lambda _, b=backend: b.run(tensors[b.name])) for backend in (network, portable)}
-    latency = interleaved_latency(runners, tensors[network.name], runs)
+    assert portable.input_encoding == RGB8
+    runners = {backend.name: model_call(backend, image, metadata) for backend in (network, portable)}
+    latency = interleaved_latency(runners, None, runs)
     network_ms, portable_ms = latency[network.name]["p50_ms"], latency[portable.name]["p50_ms"]
     return {"model": metadata.name, "input_size": list(metadata.input_size), "network_p50_ms": network_ms,
             "portable_p50_ms": portable_ms, "preprocessing_share": (portable_ms - network_ms) / network_ms}

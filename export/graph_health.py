@@ -28,33 +28,50 @@ KNOWN_CAUSES = {
 
 @dataclass
 class GraphHealth:
-    """op_counts: every op of the model by type; outside_delegate: those XNNPACK did not take."""
+    """op_counts: every op of the model by type; outside_delegate: those XNNPACK did not take.
+
+    by_design: of those, the ones a part of the graph was built with on purpose, with why
+    (the portable variant's integer order statistics); they are shown, not counted as problems.
+    """
 
     op_counts: dict[str, int]
     partitions: int
     outside_delegate: dict[str, int] = field(default_factory=dict)
+    by_design: dict[str, int] = field(default_factory=dict)
+    by_design_reason: str = ""
 
     @property
     def healthy(self) -> bool:
-        return self.partitions <= 1 and not self.outside_delegate
+        return self.partitions <= 1 + bool(self.by_design) and not self.unexplained()
+
+    def unexplained(self) -> dict[str, int]:
+        left = Counter(self.outside_delegate)
+        left.subtract(self.by_design)
+        return {op: count for op, count in left.items() if count > 0}
 
     def problems(self) -> list[str]:
-        """One line per op type outside the delegate, with its cause when known."""
+        """One line per op type outside the delegate and not there by design, with its cause when known."""
         lines = []
-        for op, count in sorted(self.outside_delegate.items(), key=lambda item: -item[1]):
+        for op, count in sorted(self.unexplained().items(), key=lambda item: -item[1]):
             cause = KNOWN_CAUSES.get(op, "XNNPACK has no kernel for this op with these types or options")
             lines.append(f"{count} {op} outside XNNPACK: {cause}")
         return lines
+
+    def with_part_by_design(self, part: GraphHealth, reason: str) -> GraphHealth:
+        """This graph; what `part` (a piece of it, checked alone) leaves outside XNNPACK is by design."""
+        return GraphHealth(self.op_counts, self.partitions, self.outside_delegate,
+                           dict(part.outside_delegate), reason)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "healthy": self.healthy, "problems": self.problems()}
 
 
-def graph_health(model_path: str | Path) -> GraphHealth:
-    """Op counts, partitions and ops outside XNNPACK of a .tflite file, as LiteRT loads it."""
+def graph_health(model: str | Path | bytes) -> GraphHealth:
+    """Op counts, partitions and ops outside XNNPACK of a .tflite file (or its bytes), as LiteRT loads it."""
     from unet.runtime.backends import interpreter_class
 
-    interpreter = interpreter_class()(model_path=str(model_path), num_threads=1)
+    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+    interpreter = interpreter_class()(**source, num_threads=1)
     interpreter.allocate_tensors()
     nodes = interpreter._get_ops_details()  # the only view of the graph after delegation
     delegates = [node for node in nodes if node["op_name"] == "DELEGATE"]

@@ -155,7 +155,15 @@ def prepend_graph(front: bytes, back: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(joined))
 
 
-def portable_tflite(metadata: ModelMetadata, int8_float_io: bytes) -> bytes:
-    """The portable variant's bytes from the int8-float-io variant's."""
-    return prepend_graph(preprocessing_tflite(metadata), int8_float_io)
+# Why the preprocessing's ops that XNNPACK does not take are there (export/graph_health.py).
+OUTSIDE_XNNPACK_REASON = (
+    "the in-graph percentile normalisation: integer order statistics of the image (CAST, NEG, "
+    "TOPK_V2, STRIDED_SLICE, RESHAPE), which XNNPACK has no kernels for; the float arithmetic after "
+    "them runs in XNNPACK")
+
+
+def portable_tflite(metadata: ModelMetadata, int8_float_io: bytes) -> tuple[bytes, bytes]:
+    """The portable variant's bytes from the int8-float-io variant's, and its preprocessing graph alone."""
+    preprocessing = preprocessing_tflite(metadata)
+    return prepend_graph(preprocessing, int8_float_io), preprocessing
 

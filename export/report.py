@@ -111,6 +111,10 @@ def render_markdown(report: dict, metadata: ModelMetadata) -> str:
             lines.append(f"| {variant} | {sum(graph['op_counts'].values())} | {graph['partitions']} | "
                          f"{outside} | {counts} |")
         for variant, graph in graphs.items():
+            if graph.get("by_design"):
+                by_design = ", ".join(f"{count} {op}" for op, count in graph["by_design"].items())
+                lines.append(f"\n{variant}: outside XNNPACK by design: {by_design}, "
+                             f"{graph['by_design_reason']}.")
             lines += [f"\n**{variant}: {problem}.**" for problem in graph["problems"]]
     search = report.get("float_layer_search")
     if search:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import flatbuffers
 
+from unet.runtime.errors import UserError
 from unet.runtime.metadata import EMBEDDED_METADATA_FILE, LABELS_FILE, ModelMetadata
 from unet.runtime.preprocess import RGB8, input_encoding
 
@@ -63,9 +64,18 @@ def _input_description(metadata: ModelMetadata, encoding: str, dtype: str) -> tu
     return text, ([0.0], [255.0]) if exact else None
 
 
+def _schemas():
+    try:
+        from mediapipe.tasks.metadata import image_segmenter_metadata_schema_py_generated as segmenter_fb
+        from mediapipe.tasks.metadata import metadata_schema_py_generated as fb
+    except ImportError as error:
+        raise UserError("writing TFLite metadata needs the schema modules of MediaPipe's wheel: "
+                        "pip install --no-deps -r requirements-mediapipe.txt") from error
+    return fb, segmenter_fb
+
+
 def metadata_flatbuffer(metadata: ModelMetadata, encoding: str, input_dtype: str, version: str) -> bytes:
-    from mediapipe.tasks.metadata import image_segmenter_metadata_schema_py_generated as segmenter_fb
-    from mediapipe.tasks.metadata import metadata_schema_py_generated as fb
+    fb, segmenter_fb = _schemas()
 
     description, normalisation = _input_description(metadata, encoding, input_dtype)
     image_input = fb.TensorMetadataT()

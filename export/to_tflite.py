@@ -32,7 +32,7 @@ import numpy as np
 from unet.cli import raise_if_terminated, run_cli
 from unet.data.splits import LabelledSet, labelled_folder, recorded_split
 from unet.runtime.atomic import atomic_write_bytes
-from unet.runtime.backends import KerasBackend, LiteRTBackend
+from unet.runtime.backends import KerasBackend, LiteRTBackend, model_call
 from unet.runtime.errors import UserError
 from unet.runtime.evaluation import (
     MIN_CLASS_SUPPORT,
@@ -49,7 +49,7 @@ from unet.runtime.metadata import (
     metadata_path_for,
     save_metadata,
 )
-from unet.runtime.preprocess import NORMALISED, RGB8, Segmentation, preprocess
+from unet.runtime.preprocess import Segmentation, preprocess
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.timing import interleaved_latency
 from unet.runtime.variants import (
@@ -118,6 +118,7 @@ class ConvertedVariant:
     staged_path: Path
     tflite_bytes: bytes
     convert_seconds: float
+    preprocessing_bytes: bytes | None = None
 
 
 def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[str]]:
@@ -297,8 +298,9 @@ def convert(
 
     print(f"-- converting {variant}")
     started = time.perf_counter()
+    preprocessing = None
     if variant == PORTABLE_VARIANT:
-        tflite_bytes = portable_tflite(job.metadata, network.tflite_bytes)
+        tflite_bytes, preprocessing = portable_tflite(job.metadata, network.tflite_bytes)
     else:
         tflite_bytes = convert_variant(saved_model, variant, job.representative if job.calibration else None,
                                        job.options.float_layers, job.options.float_tensors)
@@ -307,16 +309,20 @@ def convert(
     staged_path = workdir / final_path.name
     staged_path.write_bytes(tflite_bytes)
     return ConvertedVariant(variant, final_path, staged_path, tflite_bytes,
-                            round(time.perf_counter() - started, 2))
+                            round(time.perf_counter() - started, 2), preprocessing)
 
 
 def score(job: ExportJob, converted: ConvertedVariant) -> tuple[dict, LiteRTBackend]:
     """Size, I/O quantisation, agreement with Keras and (with labels) accuracy of one variant."""
     from export.graph_health import graph_health
+    from export.portable import OUTSIDE_XNNPACK_REASON
 
     backend = LiteRTBackend(converted.staged_path, num_threads=os.cpu_count())
     masks = segment_all(Segmenter(backend, job.metadata), job.images, progress=True)
     health = graph_health(converted.staged_path)
+    if converted.preprocessing_bytes is not None:
+        preprocessing = graph_health(converted.preprocessing_bytes)
+        health = health.with_part_by_design(preprocessing, OUTSIDE_XNNPACK_REASON)
     for problem in health.problems():
         print(f"warning: {converted.variant}: {problem}", file=sys.stderr)
     row = {"file": converted.final_path.name, "size_bytes": len(converted.tflite_bytes),
@@ -459,25 +465,20 @@ def portable_agreement(job: ExportJob, backends: dict[str, LiteRTBackend]) -> di
 def measure(job: ExportJob, converted: list[ConvertedVariant], backends: dict[str, LiteRTBackend]) -> dict:
     """Interleaved latency of Keras and of every variant on all threads and on one thread.
 
-    Each runner gets the first held-out image as its own backend takes it (a portable file:
-    8-bit RGB), and only the model call is timed.
+    Each runner gets the first held-out image as its own backend takes it (`model_call`), and
+    only the model call is timed.
     """
     runs = job.options.latency_runs
     if not runs:
         return {}
-    first = job.images[0]
-    tensors = {encoding: preprocess(first, job.metadata, encoding)[0] for encoding in (NORMALISED, RGB8)}
-
-    def runner(backend):
-        tensor = tensors[backend.input_encoding]
-        return lambda _: backend.run(tensor)
-
-    runners = {KERAS.id: job.reference.backend.run}
+    image, metadata = job.images[0], job.metadata
+    runners = {KERAS.id: model_call(job.reference.backend, image, metadata)}
     for variant in converted:
-        runners[litert(variant.variant).id] = runner(backends[variant.variant])
-        runners[litert(variant.variant, 1).id] = runner(LiteRTBackend(variant.staged_path, num_threads=1))
+        runners[litert(variant.variant).id] = model_call(backends[variant.variant], image, metadata)
+        one_thread = LiteRTBackend(variant.staged_path, num_threads=1)
+        runners[litert(variant.variant, 1).id] = model_call(one_thread, image, metadata)
     print(f"-- latency ({runs} interleaved runs per backend)")
-    return interleaved_latency(runners, tensors[NORMALISED], runs)
+    return interleaved_latency(runners, None, runs)
 
 
 def add_size_ratios(report: dict) -> None:

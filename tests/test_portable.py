@@ -237,3 +237,15 @@ def test_a_one_channel_sigmoid_model_round_trips_through_mediapipe(simple_unet_e
         differs = class_mask_from_mediapipe(category, metadata) != segmentation.class_mask
         assert np.all(probability[differs] == 0.5)
         np.testing.assert_allclose(confidence, segmentation.probabilities[..., 0], atol=2e-3)
+
+
+def test_the_app_compares_the_portable_file_with_int8_each_fed_what_it_takes():
+    from unet.runtime.compare import ModelCatalog, compare
+    from unet.runtime.variants import litert
+
+    catalog = ModelCatalog(ASSETS)
+    assert litert(PORTABLE_VARIANT).label in catalog.model("shapes").backends
+    image = read_image(examples_of(load_metadata(SHIPPED["shapes"]))[0])
+    compared = compare(catalog, image, "shapes", (litert("int8").label, litert(PORTABLE_VARIANT).label),
+                       timed_runs=2)
+    assert compared.agreement["pixel_agreement"] >= 0.99

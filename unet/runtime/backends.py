@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from unet.runtime.errors import UserError
-from unet.runtime.preprocess import NORMALISED, input_encoding
+from unet.runtime.metadata import ModelMetadata
+from unet.runtime.preprocess import NORMALISED, input_encoding, preprocess
 from unet.runtime.variants import KERAS, BackendKind, litert, variant_of
 
 
@@ -187,3 +188,14 @@ def open_backend(path: str | Path, num_threads: int | None = None) -> Backend:
     raise ModelLoadError(f"{path}: expected a .keras or .tflite model file")
 
 
+
+
+def model_call(backend: Backend, image: np.ndarray, metadata: ModelMetadata):
+    """A no-argument-needed call of `backend` on `image` as that backend takes it, for timing.
+
+    Returns f(_) -> output; the argument (what `interleaved_latency` passes to every runner) is
+    ignored, so backends that take different tensors (a portable file's 8-bit RGB, a float
+    file's normalised floats) are timed side by side on the same image, model call only.
+    """
+    tensor, _ = preprocess(image, metadata, backend.input_encoding)
+    return lambda _: backend.run(tensor)

@@ -164,7 +164,6 @@ def compare(
     """
     metadata = catalog.model(model_name).metadata
     timed_runs = max(1, int(timed_runs))
-    tensor, info = preprocess(image, metadata)
     scale, scaled = None, {}
     if auto_scale:
         first = catalog.segmenter(model_name, backends[0]).segment(image, threshold, auto_scale=True)
@@ -177,6 +176,7 @@ def compare(
     results = []
     for backend in backends:
         segmenter = catalog.segmenter(model_name, backend)
+        tensor, info = preprocess(image, metadata, segmenter.backend.input_encoding)
         # The warm-up call's output is the one segmented: no extra model call.
         timing = segmenter.timed_run(tensor, timed_runs)
         if backend in scaled:

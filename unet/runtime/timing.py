@@ -24,13 +24,15 @@ def percentiles_ms(latencies: list[float]) -> dict[str, float]:
 
 
 def interleaved_latency(
-    runners: Mapping[str, Callable[[np.ndarray], object]],
-    tensor: np.ndarray,
+    runners: Mapping[str, Callable[[np.ndarray | None], object]],
+    tensor: np.ndarray | None,
     runs: int,
     settle_s: float = 0.0,
     seed: int = 0,
 ) -> dict[str, dict]:
-    """p50/p95 ms per runner, runs interleaved so machine noise hits every runner alike.
+    """p50/p95 ms per runner called with `tensor`, runs interleaved so noise hits every runner alike.
+
+    Runners that hold their own input (`unet.runtime.backends.model_call`) are given None.
 
     Each round visits the runners in a new (seeded) random order, so no runner always runs
     right after the same neighbour. `settle_s` of idle before each timed call lets the previous
