@@ -45,8 +45,8 @@ def test_interrupted_run_keeps_the_previous_model_and_report(trained_and_exporte
     before = file_digests(folder, include_hidden=False)
     if command == "train":
         arguments = [*TRAIN, "--out", str(folder)]
-        # The first best-so-far checkpoint is staged beside the model: training is well under way.
-        reached = lambda: any(folder.glob(".discs.*.staged.keras"))  # noqa: E731
+        # The first best-so-far model is in the run's state folder: training is well under way.
+        reached = lambda: (folder / ".discs.training" / "best.keras").exists()  # noqa: E731
     else:
         arguments = [*EXPORT, str(folder / "discs.keras")]
         converting = tmp_path / "export.log"
@@ -61,7 +61,11 @@ def test_interrupted_run_keeps_the_previous_model_and_report(trained_and_exporte
     assert file_digests(folder, include_hidden=False) == before
     if kill == signal.SIGTERM:
         assert "terminated; nothing was replaced" in process.stderr.read()
-        assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+    if command == "train":
+        # What is left is the run's state, which the same command resumes from.
+        assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == [".discs.training"]
+    else:
+        assert kill == signal.SIGKILL or not [p.name for p in folder.iterdir() if p.name.startswith(".")]
     from unet.runtime.segmenter import Segmenter
 
     image = np.zeros((48, 40), dtype=np.uint8)

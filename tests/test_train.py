@@ -72,29 +72,41 @@ def test_train_cli_bad_dataset_is_one_clear_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_failed_run_keeps_the_previous_model(tmp_path, monkeypatch):
+def test_failed_run_keeps_the_previous_model_and_the_same_command_resumes(tmp_path, monkeypatch):
     previous = tmp_path / "model.keras"
     previous.write_bytes(b"the good model")
-    import keras
+    from unet.training import loop
 
-    class Explode(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise RuntimeError("power cut")
+    original_epoch = loop.Training.run_epoch
 
-    original_fit = keras.Model.fit
+    def run_epoch_with_failure(self):
+        if self.epoch == 1:
+            raise RuntimeError("power cut")
+        original_epoch(self)
 
-    def fit_with_failure(self, *args, **kwargs):
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), Explode()]
-        return original_fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", fit_with_failure)
     config = TrainConfig(out=tmp_path, synthetic=SyntheticSpec(count=16, size=(32, 32)), input_size=32, depth=2,
                          base_filters=4, epochs=3, samples_per_epoch=8, verbose=0)
+    monkeypatch.setattr(loop.Training, "run_epoch", run_epoch_with_failure)
     with pytest.raises(RuntimeError, match="power cut"):
         train(config)
     assert previous.read_bytes() == b"the good model"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.training", "model.keras"]
+    monkeypatch.setattr(loop.Training, "run_epoch", original_epoch)
+    train(config)
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
+    assert not (tmp_path / ".model.training").exists()
+
+
+def test_a_leftover_run_with_other_settings_is_refused_in_one_line(tmp_path):
+    from unet.training.loop import TrainingState
+    from unet.training.trainer import claim_training_state
+
+    state = TrainingState(tmp_path, "model")
+    claim_training_state(state, TrainConfig(out=tmp_path, epochs=3))
+    claim_training_state(state, TrainConfig(out=tmp_path, epochs=3, verbose=0))
+    with pytest.raises(ValueError, match=r"unfinished run with other settings \(epochs, learning_rate\)"):
+        claim_training_state(state, TrainConfig(out=tmp_path, epochs=4, learning_rate=0.1))
 
 
 MIRRORED_SCRIPT = """
@@ -123,14 +135,31 @@ def test_mirrored_strategy_trains_one_step_on_two_logical_cpus(tmp_path):
     assert (tmp_path / "model.keras").is_file()
 
 
-def test_multiworker_strategy_is_refused_in_one_line_naming_the_upstream_bug(tmp_path):
-    result = run_train_cli("--synthetic", "--strategy", "multiworker", "--out", str(tmp_path / "out"))
+@pytest.mark.parametrize(("tf_config", "message"), [
+    (None, "error: --strategy multiworker needs TF_CONFIG in the environment"),
+    ("{not json", "error: TF_CONFIG is not JSON"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}',
+     "error: TF_CONFIG's task index 3 is not one of the 1 worker addresses"),
+    ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', "error: TF_CONFIG has no cluster"),
+])
+def test_multiworker_without_a_usable_tf_config_is_one_line_before_tensorflow_loads(tmp_path, tf_config, message):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "0"}
+    if tf_config is not None:
+        env["TF_CONFIG"] = tf_config
+    result = subprocess.run([sys.executable, "-m", "unet.train", "--synthetic", "--strategy", "multiworker",
+                             "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, env=env,
+                            timeout=120)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "error: --strategy multiworker: Keras 3's Model.fit does not run under TensorFlow's "
-        "MultiWorkerMirroredStrategy (keras-team/keras#20585); train on one host with --strategy mirrored"
-    ]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(message)
     assert not (tmp_path / "out").exists()
+
+
+def test_train_help_documents_multiworker_and_the_checkpoint_interval():
+    result = run_train_cli("--help")
+    help_text = " ".join(result.stdout.split())
+    assert "multiworker: the hosts TF_CONFIG names" in help_text
+    assert "--checkpoint-every STEPS" in help_text and "resumes from the last one" in help_text
 
 
 def test_simple_arch_refuses_multiclass_data(tmp_path):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from unet.cli import run_cli
 from unet.data.synthetic import SHAPE_CLASSES, SyntheticSpec
-from unet.training.trainer import ARCHITECTURES, STRATEGIES, UNSUPPORTED_STRATEGIES, TrainConfig, train
+from unet.training.loop import STRATEGIES
+from unet.training.trainer import ARCHITECTURES, TrainConfig, train
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
@@ -72,10 +73,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                         metavar="SPREAD",
                         help="instance mode: serve half the images with each object's brightness "
                         "scaled on its own, down to 1/SPREAD (1: off)")
-    parser.add_argument("--strategy", choices=(*STRATEGIES, *UNSUPPORTED_STRATEGIES),
-                        default=defaults.strategy,
-                        help="mirrored: every GPU (or logical CPU) of this machine; multiworker is "
-                        "refused with the reason")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy,
+                        help="none: one device; mirrored: every GPU (or logical CPU) of this machine; "
+                        "multiworker: the hosts TF_CONFIG names (TensorFlow's MultiWorkerMirroredStrategy): "
+                        "start the same command on each host with its own TF_CONFIG; the global "
+                        "--batch-size is split between them (README, Training across hosts)")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, metavar="STEPS",
+                        help="save the training state every STEPS steps as well as at every epoch end "
+                        "(0: epoch ends only); a run started again with the same command resumes from "
+                        "the last one (default %(default)s)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--quiet", dest="verbose", action="store_const", const=2, default=1)
     args = vars(parser.parse_args(argv))
@@ -96,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     config.extra_training_info["command"] = "python -m unet.train " + shlex.join(arguments)
     evaluation = train(config)
+    if not evaluation:
+        print("worker finished; the chief wrote the model")
+        return 0
     print(json.dumps({k: evaluation[k] for k in ("mean_iou", "pixel_accuracy")}, indent=2))
     print(f"wrote {config.out}/{config.name}.keras and its metadata, history, curves, evaluation")
     return 0

@@ -36,12 +36,24 @@ def soft_dice_loss(y_true, y_pred, smooth: float = 1.0):
     For a sigmoid model the one channel is the foreground; for softmax every class counts.
     `smooth` keeps a class absent from both target and prediction at Dice 1 (loss 0), not NaN.
     """
+    return dice_loss_from_sums(*dice_sums(y_true, y_pred), smooth)
+
+
+def dice_sums(y_true, y_pred, axes=(0, 1, 2)):
+    """Per channel: the sum of target x prediction, and the sum of both, over `axes`.
+
+    Sums add across the parts of a batch, so Dice over a batch split between replicas is the
+    Dice of the added sums (unet.training.loop), the same as on the whole batch.
+    """
     targets = _one_hot_targets(y_true, y_pred)
-    axes = (0, 1, 2)
     intersection = ops.sum(targets * y_pred, axis=axes)
     total = ops.sum(targets, axis=axes) + ops.sum(y_pred, axis=axes)
+    return intersection, total
+
+
+def dice_loss_from_sums(intersection, total, smooth: float = 1.0):
     dice = (2.0 * intersection + smooth) / (total + smooth)
-    return 1.0 - ops.mean(dice)
+    return 1.0 - ops.mean(dice, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -55,6 +67,8 @@ LOSSES = {
     "dice": soft_dice_loss,
     "ce_dice": crossentropy_dice_loss,
 }
+# The terms each loss adds up: mean pixel cross-entropy and soft Dice.
+LOSS_TERMS = {"ce": ("crossentropy",), "dice": ("dice",), "ce_dice": ("crossentropy", "dice")}
 
 
 def predicted_classes(y_pred, threshold: float = 0.5):

@@ -37,41 +37,46 @@ def build_unet(
     dropout: float = 0.0,
     upsampling: str = "transpose",
     name: str = "unet",
+    synchronized_batch_norm: bool = False,
 ) -> keras.Model:
     """A U-Net with `depth` poolings, two 3x3 convs per level and filters doubling per level.
 
     num_classes == 1 gives one sigmoid channel (binary); >= 2 gives a softmax over classes.
     Dropout, if any, is applied at the bottleneck, where it regularises without blurring edges.
+    synchronized_batch_norm: batch statistics over the global batch when training is split over
+    replicas (then it trains as on one device), at one all-reduce per normalisation.
     """
     _check_unet_arguments(input_shape, num_classes, depth, base_filters, dropout, upsampling)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     skips = []
     for level in range(depth):
-        x = _conv_block(x, base_filters * 2**level, batch_norm, f"enc{level + 1}")
+        x = _conv_block(x, base_filters * 2**level, batch_norm, f"enc{level + 1}",
+                        synchronized_batch_norm)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
-    x = _conv_block(x, base_filters * 2**depth, batch_norm, "bottleneck")
+    x = _conv_block(x, base_filters * 2**depth, batch_norm, "bottleneck", synchronized_batch_norm)
     if dropout > 0:
         x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
         x = _upsample(x, filters, upsampling, f"up{level + 1}")
         x = layers.Concatenate(name=f"skip{level + 1}")([x, skips[level]])
-        x = _conv_block(x, filters, batch_norm, f"dec{level + 1}")
+        x = _conv_block(x, filters, batch_norm, f"dec{level + 1}", synchronized_batch_norm)
     activation = "sigmoid" if num_classes == 1 else "softmax"
     outputs = layers.Conv2D(num_classes, 1, activation=activation, name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def _conv_block(x, filters: int, batch_norm: bool, name: str):
+def _conv_block(x, filters: int, batch_norm: bool, name: str, synchronized: bool = False):
     for index in (1, 2):
         x = layers.Conv2D(
             filters, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv{index}"
         )(x)
         if batch_norm:
             # Momentum 0.9: moving statistics settle within the few hundred steps of a CPU run.
-            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{index}")(x)
+            x = layers.BatchNormalization(momentum=0.9, synchronized=synchronized,
+                                          name=f"{name}_bn{index}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{index}")(x)
     return x
 

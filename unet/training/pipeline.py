@@ -44,17 +44,29 @@ def training_dataset(
     augmentation: Augmentation = Augmentation(),  # noqa: B008  (frozen defaults)
     instance_labels: list[np.ndarray] | None = None,
     normalisation: Normalisation | None = None,
+    first_batch: int = 0,
+    pipeline: int = 0,
+    pipelines: int = 1,
+    per_replica_batch: int | None = None,
 ) -> tf.data.Dataset:
-    """An endless stream of augmented (image, target) batches.
+    """An endless stream of augmented (image, target) batches, the same whoever reads it.
 
     images: (H, W, C) float32 in [0, 1], any size; targets: (H, W) class indices.
-    Crops cycle through the images in a fresh shuffled order each pass, so a dataset of
-    12 large images still gives full batches; the caller sets steps per epoch.
-    With `instance_labels` and `augmentation.instance_brightness` > 1, half of the images are
+    Global batch k holds the samples at positions k * batch_size ... + batch_size - 1 of one
+    sequence: the images in a fresh shuffled order each pass (drawn from `seed` and the pass),
+    so a dataset of 12 large images still gives full batches; the caller sets steps per epoch.
+    Every random choice of a sample (scale, crop, flips, rotation, intensity, per-object
+    brightness) is drawn from (`seed`, its position) by stateless ops, so the stream is a pure
+    function of the position: training that resumes at `first_batch` sees what it would have
+    seen, and input pipeline `pipeline` of `pipelines` (one per worker) reads only its own
+    share of each global batch, in batches of `per_replica_batch`, whatever the worker count.
+    With `instance_labels` and `augmentation.instance_brightness` > 1, half of the samples are
     served with each object's brightness scaled on its own (see `scale_instance_brightness`).
     """
+    if batch_size % pipelines:
+        raise ValueError(f"a global batch of {batch_size} does not split over {pipelines} input pipelines")
+    share = batch_size // pipelines
     channels = images[0].shape[-1]
-    order_rng = np.random.default_rng(seed)
     spread = augmentation.instance_brightness
     owners = None
     if instance_labels is not None and spread > 1:
@@ -62,49 +74,63 @@ def training_dataset(
 
         # An object's glow reaches past its outline; scale it with the object.
         owners = [expand_labels(labels, distance=2) for labels in instance_labels]
+    orders: dict[int, np.ndarray] = {}
 
-    def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        order: list[int] = []
+    def image_at(position: int) -> int:
+        sweep, offset = divmod(position, len(images))
+        if sweep not in orders:
+            orders.clear()
+            orders[sweep] = np.random.default_rng([seed, sweep]).permutation(len(images))
+        return int(orders[sweep][offset])
+
+    def generate() -> Iterator[tuple[np.ndarray, np.ndarray, np.int64]]:
+        batch = first_batch
         while True:
-            if not order:
-                order = list(order_rng.permutation(len(images)))
-            index = order.pop()
-            image = images[index]
-            if owners is not None and order_rng.random() < 0.5:
-                image = scale_instance_brightness(image, owners[index], spread, order_rng, normalisation)
-            yield image, targets[index][..., None].astype(np.float32)
+            start = batch * batch_size + pipeline * share
+            for position in range(start, start + share):
+                index = image_at(position)
+                image = images[index]
+                if owners is not None:
+                    sample_rng = np.random.default_rng([seed, position, 1])
+                    if sample_rng.random() < 0.5:
+                        image = scale_instance_brightness(image, owners[index], spread, sample_rng,
+                                                          normalisation)
+                yield image, targets[index][..., None].astype(np.float32), np.int64(position)
+            batch += 1
 
     dataset = tf.data.Dataset.from_generator(
         generate,
         output_signature=(
             tf.TensorSpec((None, None, channels), tf.float32),
             tf.TensorSpec((None, None, 1), tf.float32),
+            tf.TensorSpec((), tf.int64),
         ),
     )
     height, width = input_size
 
-    def augment(image: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def augment(image: tf.Tensor, target: tf.Tensor, position: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        seeds = tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), position]), 10)
         size = tf.cast(tf.shape(image)[:2], tf.float32)
-        scale = tf.random.uniform([], *augmentation.scale)
+        scale = tf.random.stateless_uniform([], seeds[0], *augmentation.scale)
         # Never scale below the crop size: a small image is enlarged to fit instead.
         scale = tf.maximum(scale, tf.reduce_max(tf.constant([height, width], tf.float32) / size))
         scaled_size = tf.cast(tf.math.ceil(size * scale), tf.int32)
         image = tf.image.resize(image, scaled_size, method="bilinear")
         target = tf.image.resize(target, scaled_size, method="nearest")
         stacked = tf.concat([image, target], axis=-1)
-        stacked = tf.image.random_crop(stacked, [height, width, channels + 1])
+        stacked = tf.image.stateless_random_crop(stacked, [height, width, channels + 1], seeds[1])
         if augmentation.flips:
-            stacked = tf.image.random_flip_left_right(stacked)
-            stacked = tf.image.random_flip_up_down(stacked)
+            stacked = tf.image.stateless_random_flip_left_right(stacked, seeds[2])
+            stacked = tf.image.stateless_random_flip_up_down(stacked, seeds[3])
         if augmentation.rotate90 and height == width:
-            stacked = tf.image.rot90(stacked, tf.random.uniform([], 0, 4, dtype=tf.int32))
+            stacked = tf.image.rot90(stacked, tf.random.stateless_uniform([], seeds[4], 0, 4, dtype=tf.int32))
         image, target = stacked[..., :channels], stacked[..., channels:]
-        image = _augment_intensity(image, augmentation)
+        image = _augment_intensity(image, augmentation, seeds[5:])
         return image, target
 
     return (
         dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .batch(batch_size)
+        .batch(per_replica_batch or share)
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -130,17 +156,18 @@ def scale_instance_brightness(
     return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
-def _augment_intensity(image: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
-    gamma = tf.random.uniform([], *augmentation.gamma)
+def _augment_intensity(image: tf.Tensor, augmentation: Augmentation, seeds: tf.Tensor) -> tf.Tensor:
+    """Gamma, contrast, brightness and noise, each drawn from its own row of `seeds` (5, 2)."""
+    gamma = tf.random.stateless_uniform([], seeds[0], *augmentation.gamma)
     image = tf.pow(tf.clip_by_value(image, 0.0, 1.0), gamma)
-    contrast = tf.random.uniform([], *augmentation.contrast)
+    contrast = tf.random.stateless_uniform([], seeds[1], *augmentation.contrast)
     mean = tf.reduce_mean(image)
     image = (image - mean) * contrast + mean
     if augmentation.brightness > 0:
-        image += tf.random.uniform([], -augmentation.brightness, augmentation.brightness)
+        image += tf.random.stateless_uniform([], seeds[2], -augmentation.brightness, augmentation.brightness)
     if augmentation.noise > 0:
-        sigma = tf.random.uniform([], 0.0, augmentation.noise)
-        image += tf.random.normal(tf.shape(image), stddev=sigma)
+        sigma = tf.random.stateless_uniform([], seeds[3], 0.0, augmentation.noise)
+        image += tf.random.stateless_normal(tf.shape(image), seeds[4], stddev=sigma)
     return tf.clip_by_value(image, 0.0, 1.0)
 
 

@@ -1,17 +1,19 @@
 """Train a U-Net end to end: data -> metadata -> model -> fit -> commit -> evaluate.
 
 Writes to `config.out`: NAME.keras (best checkpoint by validation mean IoU), NAME.json
-(metadata), history.csv, curves.png and evaluation.json. Everything is staged under
-temporary names and renamed only when the run completes, so an interrupted run never
-replaces a good model. The data is read and checked before TensorFlow loads, so a bad folder
-is reported at once and not buried under TensorFlow's start-up log lines.
+(metadata), history.csv, curves.png and evaluation.json. Until the run completes, everything
+lives in `.NAME.training/` (unet.training.loop.TrainingState) and is moved into place only
+then, so an interrupted run never replaces a good model, and the same command run again
+resumes from its last checkpoint. Across hosts only the chief writes these files. The data is
+read and checked before TensorFlow loads, so a bad folder is reported at once and not buried
+under TensorFlow's start-up log lines.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,14 +23,10 @@ from unet.data.synthetic import SyntheticSpec
 from unet.runtime.atomic import atomic_path, atomic_write_text
 from unet.runtime.errors import UserError
 from unet.runtime.metadata import InstanceParams, ModelMetadata, Normalisation, save_metadata
+from unet.training.loop import STRATEGIES, TrainingState, check_tf_config
 
 ARCHITECTURES = ("simple", "unet")
-STRATEGIES = ("none", "mirrored")
-# Keras 3.15's fit cannot train under MultiWorkerMirroredStrategy: it fails on the first
-# batch with "Attempt to convert a value (PerReplica...)" (keras-team/keras#20585).
-UNSUPPORTED_STRATEGIES = {"multiworker": "Keras 3's Model.fit does not run under TensorFlow's "
-                          "MultiWorkerMirroredStrategy (keras-team/keras#20585); train on one host "
-                          "with --strategy mirrored"}
+DEFAULT_CHECKPOINT_EVERY = 50
 
 
 @dataclass
@@ -64,6 +62,7 @@ class TrainConfig:
     scale_range: tuple[float, float] = (0.7, 1.4)
     instance_brightness: float = 1.0
     strategy: str = "none"
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
     verbose: int = 1
     extra_training_info: dict = field(default_factory=dict)
 
@@ -84,39 +83,51 @@ class TrainingData:
 
 
 @dataclass
-class StagedFiles:
-    """Per-process staging names: two runs into one folder never clobber each other's files."""
-
-    out: Path
-    name: str
-
-    @property
-    def model(self) -> Path:
-        return self.out / f".{self.name}.{os.getpid()}.staged.keras"
-
-    @property
-    def history(self) -> Path:
-        return self.out / f".history.{os.getpid()}.staged.csv"
-
-    def remove(self) -> None:
-        self.model.unlink(missing_ok=True)
-        self.history.unlink(missing_ok=True)
+class FitResult:
+    best_epoch: int
+    best_score: float
+    writes_files: bool
 
 
 def train(config: TrainConfig) -> dict:
-    """Run training end to end; returns the final evaluation dictionary."""
+    """Run training end to end; returns the final evaluation dictionary ({} on a non-chief worker).
+
+    A run that stops early keeps `.NAME.training/`; the same command resumes from it.
+    """
     data = load_training_data(config)
     metadata = build_metadata(config, data)
     check_model_options(config, metadata)
-    staged = StagedFiles(Path(config.out), config.name)
-    staged.out.mkdir(parents=True, exist_ok=True)
-    try:
-        best_epoch, best_score = fit(config, data, metadata, staged)
-        model_path = commit(config, metadata, staged, best_epoch, best_score)
-    finally:
-        staged.remove()
-    plot_curves(staged.out / "history.csv", staged.out / "curves.png")
+    state = TrainingState(Path(config.out), config.name)
+    claim_training_state(state, config)
+    result = fit(config, data, metadata, state)
+    if not result.writes_files:
+        return {}
+    model_path = commit(config, metadata, state, result.best_epoch, result.best_score)
+    plot_curves(state.out / "history.csv", state.out / "curves.png")
     return evaluate_trained(model_path, data)
+
+
+def resumable_settings(config: TrainConfig) -> dict:
+    """What must not change between a run and its resumption (how much it prints may)."""
+    settings = {key: value for key, value in dataclasses.asdict(config).items()
+                if key not in ("verbose", "extra_training_info", "out")}
+    return json.loads(json.dumps(settings, default=str))
+
+
+def claim_training_state(state: TrainingState, config: TrainConfig) -> None:
+    """Create the run's state folder, or check that the one found was left by the same settings."""
+    settings = resumable_settings(config)
+    if state.settings.is_file():
+        found = json.loads(state.settings.read_text())
+        if found != settings:
+            changed = sorted(key for key in settings.keys() | found.keys()
+                             if settings.get(key) != found.get(key))
+            raise UserError(f"{state.folder} holds an unfinished run with other settings "
+                            f"({', '.join(changed)}); run that command again to resume it, or delete the "
+                            "folder to start anew")
+        return
+    state.folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(state.settings, json.dumps(settings, indent=2) + "\n")
 
 
 def load_training_data(config: TrainConfig) -> TrainingData:
@@ -243,6 +254,7 @@ def build_metadata(config: TrainConfig, data: TrainingData) -> ModelMetadata:
             "loss": config.loss,
             "epochs": config.epochs,
             "seed": config.seed,
+            "strategy": config.strategy,
             "scale_range": list(config.scale_range),
             **({"instance_brightness": config.instance_brightness}
                if config.instance_brightness > 1 else {}),
@@ -278,13 +290,16 @@ def check_model_options(config: TrainConfig, metadata: ModelMetadata) -> None:
             f"simple_unet is binary (1 sigmoid output) but the data has "
             f"{metadata.num_classes} classes; use --arch unet"
         )
-    if config.strategy in UNSUPPORTED_STRATEGIES:
-        raise UserError(f"--strategy {config.strategy}: {UNSUPPORTED_STRATEGIES[config.strategy]}")
     if config.strategy not in STRATEGIES:
         raise UserError(f"--strategy must be one of {STRATEGIES}, got {config.strategy!r}")
+    if config.strategy == "multiworker":
+        check_tf_config()
+    if config.checkpoint_every < 0:
+        raise UserError(f"--checkpoint-every must be 0 (epoch ends only) or more, "
+                        f"got {config.checkpoint_every}")
 
 
-def build_model(config: TrainConfig, metadata: ModelMetadata):
+def build_model(config: TrainConfig, metadata: ModelMetadata, synchronized_batch_norm: bool = False):
     from unet.training.models import build_unet, simple_unet
 
     shape = (config.input_size, config.input_size, metadata.channels)
@@ -294,112 +309,69 @@ def build_model(config: TrainConfig, metadata: ModelMetadata):
         shape, num_classes=metadata.output_channels, depth=config.depth,
         base_filters=config.base_filters, batch_norm=config.batch_norm,
         dropout=config.dropout, upsampling=config.upsampling, name=config.name,
+        synchronized_batch_norm=synchronized_batch_norm,
     )
 
 
-def distribution_strategy(name: str):
-    import tensorflow as tf
+def fit(config: TrainConfig, data: TrainingData, metadata: ModelMetadata, state: TrainingState) -> FitResult:
+    """Train with early stopping in the loop of unet.training.loop; the best model goes to `state`."""
+    import functools
 
-    if name == "none":
-        return tf.distribute.get_strategy()
-    return tf.distribute.MirroredStrategy()
+    from unet.training import loop
+    from unet.training.pipeline import Augmentation, prepare_training_images, validation_arrays
 
-
-def compiled_model(config: TrainConfig, metadata: ModelMetadata, strategy):
-    """The model, built and compiled inside the distribution strategy's scope."""
-    import keras
-
-    from unet.training.losses import LOSSES, SegmentationMeanIoU, SegmentationPixelAccuracy
-
-    if config.loss not in LOSSES:
-        raise UserError(f"--loss must be one of {sorted(LOSSES)}, got {config.loss!r}")
-    with strategy.scope():
-        model = build_model(config, metadata)
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss=LOSSES[config.loss],
-            metrics=[SegmentationMeanIoU(metadata.num_classes), SegmentationPixelAccuracy()],
-        )
-    return model
-
-
-def data_streams(config: TrainConfig, data: TrainingData, metadata: ModelMetadata, replicas: int):
-    """The endless augmented training stream and the batched validation stream."""
-    import tensorflow as tf
-
-    from unet.training.pipeline import (
-        Augmentation,
-        prepare_training_images,
-        training_dataset,
-        validation_arrays,
+    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
+    strategy = loop.make_strategy(config.strategy)
+    if config.loss not in loop_losses():
+        raise UserError(f"--loss must be one of {sorted(loop_losses())}, got {config.loss!r}")
+    samples_per_epoch = config.samples_per_epoch or max(len(data.train_images), 8 * config.batch_size)
+    settings = loop.LoopSettings(
+        epochs=config.epochs, batch_size=config.batch_size,
+        steps_per_epoch=math.ceil(samples_per_epoch / config.batch_size), learning_rate=config.learning_rate,
+        patience=config.patience, loss=config.loss, seed=config.seed,
+        checkpoint_every=config.checkpoint_every, verbose=config.verbose,
     )
-
-    train_stream = training_dataset(
-        prepare_training_images(data.train_images, metadata), data.train_targets,
-        metadata.input_size, config.batch_size, config.seed,
+    train_stream = functools.partial(
+        _train_stream, prepare_training_images(data.train_images, metadata),
+        data.train_targets, metadata, config,
         Augmentation(scale=tuple(config.scale_range), instance_brightness=config.instance_brightness),
         data.train_instances,
-        metadata.normalisation,
     )
-    validation_inputs, validation_targets = validation_arrays(
-        data.validation_images, data.validation_targets, metadata
-    )
-    validation_stream = tf.data.Dataset.from_tensor_slices((validation_inputs, validation_targets))
-    if replicas > 1:
-        # Keras fails on a final batch that does not split evenly across replicas; dropping
-        # fewer than `replicas` images only affects the per-epoch score, not evaluation.json.
-        return train_stream, validation_stream.batch(replicas, drop_remainder=True)
-    return train_stream, validation_stream.batch(config.batch_size)
+    validation = validation_arrays(data.validation_images, data.validation_targets, metadata)
+    best_epoch, best_score = loop.run(
+        settings, functools.partial(build_model, config, metadata), train_stream, validation,
+        metadata.num_classes, state, strategy)
+    return FitResult(best_epoch, best_score, loop.is_chief(strategy))
 
 
-def fit(
-    config: TrainConfig, data: TrainingData, metadata: ModelMetadata, staged: StagedFiles
-) -> tuple[int, float]:
-    """Train with early stopping; the best checkpoint goes to `staged.model`. Returns (epoch, score)."""
-    import keras
+def loop_losses() -> tuple[str, ...]:
+    from unet.training.losses import LOSS_TERMS
 
-    from unet.training.checkpoint import AtomicBestCheckpoint
-
-    keras.utils.set_random_seed(config.seed)
-    strategy = distribution_strategy(config.strategy)
-    model = compiled_model(config, metadata, strategy)
-    train_stream, validation_stream = data_streams(config, data, metadata, strategy.num_replicas_in_sync)
-    samples_per_epoch = config.samples_per_epoch or max(len(data.train_images), 8 * config.batch_size)
-    checkpoint = AtomicBestCheckpoint(staged.model, monitor="val_mean_iou")
-    callbacks = [
-        checkpoint,
-        keras.callbacks.EarlyStopping(monitor="val_mean_iou", mode="max", patience=config.patience),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_mean_iou", mode="max", factor=0.5, patience=max(2, config.patience // 2)
-        ),
-        keras.callbacks.CSVLogger(str(staged.history)),
-    ]
-    model.fit(
-        train_stream,
-        epochs=config.epochs,
-        steps_per_epoch=math.ceil(samples_per_epoch / config.batch_size),
-        validation_data=validation_stream,
-        callbacks=callbacks,
-        verbose=config.verbose,
-    )
-    if not staged.model.exists():
-        raise RuntimeError("training produced no checkpoint (validation mean IoU never logged)")
-    return checkpoint.best_epoch, checkpoint.best
+    return tuple(LOSS_TERMS)
 
 
-def commit(config: TrainConfig, metadata: ModelMetadata, staged: StagedFiles, best_epoch: int,
+def _train_stream(images, targets, metadata, config, augmentation, instances,
+                  first_batch, pipeline, pipelines, per_replica_batch):
+    from unet.training.pipeline import training_dataset
+
+    return training_dataset(images, targets, metadata.input_size, config.batch_size, config.seed,
+                            augmentation, instances, metadata.normalisation, first_batch=first_batch,
+                            pipeline=pipeline, pipelines=pipelines, per_replica_batch=per_replica_batch)
+
+
+def commit(config: TrainConfig, metadata: ModelMetadata, state: TrainingState, best_epoch: int,
            best_score: float) -> Path:
-    """Move the staged model and history into place with the metadata; returns the model path."""
+    """Move the best model and history into place with the metadata, then drop the run's state."""
     from unet.training.models import load_model
 
     metadata.training["best_epoch"] = best_epoch
     metadata.training["best_val_mean_iou"] = best_score
-    save_metadata(metadata, staged.out / f"{config.name}.json")
-    model_path = staged.out / f"{config.name}.keras"
-    # Ship the best weights without the optimizer state: a third of the file size.
+    save_metadata(metadata, state.out / f"{config.name}.json")
+    model_path = state.out / f"{config.name}.keras"
     with atomic_path(model_path) as temporary:
-        load_model(str(staged.model), compile=False).save(temporary)
-    staged.history.replace(staged.out / "history.csv")
+        load_model(str(state.best_model), compile=False).save(temporary)
+    state.history.replace(state.out / "history.csv")
+    state.remove()
     return model_path
 
 
