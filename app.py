@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -47,6 +48,18 @@ class UserError(gr.Error):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, print_exception=False)
+
+
+MAX_TIMED_RUNS = 100
+MAX_DIAMETER_PX = 10_000
+
+
+def checked_number(value: object, name: str, low: float, high: float) -> float:
+    """A number from a request (the page or any client), refused in one line unless finite and in range."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise UserError(f"{name} must be a number from {low:g} to {high:g}, got {str(value)[:40]!r}")
+    return float(value)
 
 
 @dataclass
@@ -217,6 +230,10 @@ class Handlers:
         """
         model_name = model_name or next(iter(self.catalog.models))
         model = self.model(model_name)
+        threshold = checked_number(threshold, "threshold", 0.0, 1.0)
+        opacity = checked_number(opacity, "opacity", 0.0, 1.0)
+        timed_runs = checked_number(timed_runs, "timed_runs", 1, MAX_TIMED_RUNS)
+        object_diameter = checked_number(object_diameter or 0, "object_diameter", 0, MAX_DIAMETER_PX)
         defaults = model.default_pair()
         chosen = (backend_a or defaults[0], backend_b or defaults[1])
         image, notes = self.load_upload(image_path)
@@ -262,12 +279,14 @@ class Handlers:
         payload: what web/unet-edge.js sends: masks as PNG data URLs, timings, what ran it.
         """
         model = self.model(model_name)
+        threshold = checked_number(threshold, "threshold", 0.0, 1.0)
+        opacity = checked_number(opacity, "opacity", 0.0, 1.0)
         image, _ = self.load_upload(image_path)
-        if payload.get("model") not in (None, model_name):
-            raise UserError(f"The device ran {payload.get('model')!r} but {model_name!r} is selected; "
-                            "run it again.")
         try:
-            device = device_segmentation(payload, image.shape[:2])
+            device = device_segmentation(payload, image.shape[:2], model.metadata.num_classes)
+            if payload.get("model") not in (None, model_name):
+                raise UserError(f"The device ran {payload['model']!r} but {model_name!r} is selected; "
+                                "run it again.")
             binary_threshold = threshold if model.metadata.output_channels == 1 else None
             result = compare_device(self.catalog, image, model_name, reference_backend, device,
                                     binary_threshold, opacity)

@@ -64,6 +64,13 @@ def test_segment_handler_gives_clear_errors(shipped_handlers, tmp_path):
         shipped_handlers.segment(None)
     with pytest.raises(gr.Error, match="Unknown model 'nope'; choose one of brain-tissue, nuclei, shapes"):
         shipped_handlers.segment(str(tmp_path / "broken.png"), model_name="nope")
+    example = str(next((REPO / "assets" / "examples").glob("shapes-*.png")))
+    for parameters, message in (({"opacity": "abc"}, "opacity must be a number from 0 to 1, got 'abc'"),
+                                ({"threshold": float("nan")}, "threshold must be a number from 0 to 1"),
+                                ({"timed_runs": 10**9}, "timed_runs must be a number from 1 to 100"),
+                                ({"object_diameter": -3}, "object_diameter must be a number from 0 to 10000")):
+        with pytest.raises(gr.Error, match=message):
+            shipped_handlers.segment(example, model_name="shapes", **parameters)
 
 
 def test_request_folders_older_than_their_lifetime_are_removed(tmp_path):

@@ -49,17 +49,27 @@ def test_device_masks_come_back_exactly_with_ids_above_255():
     classes = (labels % 3).astype(np.uint8)
     device = device_segmentation({"mask_png": png_data_url(classes), "instances_png": png_data_url(labels),
                                   "backend": "LiteRT.js int8 (WASM, 2 threads)", "threads": 2, "cores": 8,
-                                  "p50_ms": 3.5, "p95_ms": 4.0, "instances": 11}, (3, 4))
+                                  "p50_ms": 3.5, "p95_ms": 4.0, "instances": 11}, (3, 4), 3)
     assert np.array_equal(device.class_mask, classes) and np.array_equal(device.instance_labels, labels)
     assert device.backend == "this device: LiteRT.js int8 (WASM, 2 threads) [2 of 8 cores]"
 
 
 @pytest.mark.parametrize("payload, message", [
     ({}, "sent no on-device result"),
+    ("a string", "sent no on-device result"),
     ({"mask_png": "data:image/jpeg;base64,AAAA"}, "not a PNG data URL"),
-    ({"mask_png": "data:image/png;base64,AAAA"}, "cannot decode the browser's class mask"),
+    ({"mask_png": "data:image/png;base64,AAAA"}, "cannot decode the browser's class mask: not a PNG"),
     ({"mask_png": png_data_url(np.zeros((5, 4), np.int32))}, "class mask is 4x5, the image 4x3"),
+    ({"mask_png": png_data_url(np.full((3, 4), 3, np.int32))}, "class mask holds 3, above the largest possible 2"),
+    ({"mask_png": png_data_url(np.zeros((3, 4), np.int32)), "threads": 2.5}, "threads is not a whole number"),
+    ({"mask_png": png_data_url(np.zeros((3, 4), np.int32)), "p50_ms": "abc"}, "p50_ms is not a number"),
+    ({"mask_png": png_data_url(np.zeros((3, 4), np.int32)), "p50_ms": True}, "p50_ms is not a number"),
+    ({"mask_png": png_data_url(np.zeros((3, 4), np.int32)), "instances": -1}, "instances is not a whole number"),
+    ({"mask_png": png_data_url(np.zeros((3, 4), np.int32)), "model": ["x"]}, "model is not a short text"),
+    ({"mask_png": png_data_url(np.zeros((3, 4), np.int32)), "x": 1}, "fields this server does not know: x"),
+    ({"mask_png": "data:image/png;base64," + "A" * 100_000}, "class mask is 0.1 MB, more than a 4x3 mask"),
 ])
-def test_bad_device_results_are_named(payload, message):
-    with pytest.raises(UserError, match=message):
-        device_segmentation(payload, (3, 4))
+def test_bad_device_results_are_named_in_one_line(payload, message):
+    with pytest.raises(UserError, match=message) as refused:
+        device_segmentation(payload, (3, 4), 3)
+    assert "\n" not in str(refused.value)

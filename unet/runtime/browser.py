@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,32 +143,107 @@ class DeviceSegmentation:
     instances: int | None
 
 
-def _values_png(data_url: str, size: tuple[int, int], what: str) -> np.ndarray:
-    """A PNG data URL whose red and green bytes hold the values (low, high) -> (H, W) int32."""
-    prefix = "data:image/png;base64,"
-    if not isinstance(data_url, str) or not data_url.startswith(prefix):
+# What the page's `device_result` event may hold. Anyone can post to the app's queue, so every
+# field is checked before anything is decoded: the kind, the length of text, the range of numbers.
+DEVICE_TEXT_FIELDS = ("model", "backend", "accelerator", "litert")
+DEVICE_FIELDS = (*DEVICE_TEXT_FIELDS, "threads", "cores", "p50_ms", "p95_ms", "instances",
+                 "mask_png", "instances_png")
+MAX_TEXT_LENGTH = 200
+# Instance ids travel in a PNG's red and green bytes.
+MAX_INSTANCE_ID = 65535
+MAX_CORES = 4096
+MAX_MILLISECONDS = 3_600_000.0
+PNG_PREFIX = "data:image/png;base64,"
+# A PNG of (H, W) RGBA pixels stored without compression, as base64: the largest a page sends.
+PNG_OVERHEAD_BYTES = 64 * 1024
+
+
+def max_png_url_length(size: tuple[int, int]) -> int:
+    return len(PNG_PREFIX) + 4 * (size[0] * (4 * size[1] + 1) + PNG_OVERHEAD_BYTES) // 3 + 4
+
+
+def _text(payload: dict, key: str) -> str | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH:
+        raise UserError(f"the browser's {key} is not a short text")
+    return value
+
+
+def _number(payload: dict, key: str, low: float, high: float, integer: bool = False) -> float | int | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) \
+            or not math.isfinite(value) or not low <= value <= high:
+        kind = "a whole number" if integer else "a number"
+        raise UserError(f"the browser's {key} is not {kind} from {low:g} to {high:g}")
+    return value
+
+
+def png_size(data: bytes, what: str) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, read before any pixel is."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise UserError(f"cannot decode the browser's {what}: not a PNG")
+    return struct.unpack(">II", data[16:24])
+
+
+def _values_png(data_url: object, size: tuple[int, int], what: str, limit: int) -> np.ndarray:
+    """A PNG data URL whose red and green bytes hold the values (low, high) -> (H, W) int32, at most `limit`.
+
+    Its length is capped and its width and height are read from its header before any pixel is
+    decoded, so a forged 30000x30000 PNG costs the server nothing.
+    """
+    if not isinstance(data_url, str) or not data_url.startswith(PNG_PREFIX):
         raise UserError(f"the browser's {what} is not a PNG data URL")
+    if len(data_url) > max_png_url_length(size):
+        raise UserError(f"the browser's {what} is {len(data_url) / 1e6:.1f} MB, more than a "
+                        f"{size[1]}x{size[0]} mask can take")
     try:
-        picture = Image.open(io.BytesIO(base64.b64decode(data_url[len(prefix):], validate=True)))
+        data = base64.b64decode(data_url[len(PNG_PREFIX):], validate=True)
+    except ValueError as error:
+        raise UserError(f"cannot decode the browser's {what}: not base64") from error
+    width, height = png_size(data, what)
+    if (height, width) != size:
+        raise UserError(f"the browser's {what} is {width}x{height}, the image {size[1]}x{size[0]}")
+    try:
+        picture = Image.open(io.BytesIO(data), formats=["PNG"])
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot decode the browser's {what}: a damaged PNG") from error
+    try:
         rgba = np.asarray(picture.convert("RGBA"))
     except (OSError, ValueError) as error:
-        raise UserError(f"cannot decode the browser's {what}: {error}") from error
-    if rgba.shape[:2] != size:
-        raise UserError(f"the browser's {what} is {rgba.shape[1]}x{rgba.shape[0]}, the image "
-                        f"{size[1]}x{size[0]}")
-    return rgba[..., 0].astype(np.int32) | (rgba[..., 1].astype(np.int32) << 8)
+        raise UserError(f"cannot decode the browser's {what}: a damaged PNG") from error
+    values = rgba[..., 0].astype(np.int32) | (rgba[..., 1].astype(np.int32) << 8)
+    if values.max(initial=0) > limit:
+        raise UserError(f"the browser's {what} holds {int(values.max())}, above the largest possible {limit}")
+    return values
 
 
-def device_segmentation(payload: dict, size: tuple[int, int]) -> DeviceSegmentation:
-    """Read what the page's `device_result` event sent, checked against the image's (H, W)."""
+def device_segmentation(payload: object, size: tuple[int, int], num_classes: int) -> DeviceSegmentation:
+    """Read what the page's `device_result` event sent, checked against the image's (H, W).
+
+    Every refusal is one line naming the field; nothing larger than the image is decoded.
+    """
     if not isinstance(payload, dict) or "mask_png" not in payload:
         raise UserError("the browser sent no on-device result")
-    class_mask = _values_png(payload["mask_png"], size, "class mask").astype(np.uint8)
+    unknown = sorted(str(key)[:40] for key in payload if key not in DEVICE_FIELDS)
+    if unknown:
+        raise UserError(f"the browser's result has fields this server does not know: "
+                        f"{', '.join(unknown[:5])}")
+    texts = {key: _text(payload, key) for key in DEVICE_TEXT_FIELDS}
+    threads = _number(payload, "threads", 1, MAX_CORES, integer=True)
+    cores = _number(payload, "cores", 1, MAX_CORES, integer=True)
+    p50_ms = _number(payload, "p50_ms", 0.0, MAX_MILLISECONDS)
+    p95_ms = _number(payload, "p95_ms", 0.0, MAX_MILLISECONDS)
+    pixels = size[0] * size[1]
+    instances = _number(payload, "instances", 0, pixels, integer=True)
+    class_mask = _values_png(payload["mask_png"], size, "class mask", num_classes - 1).astype(np.uint8)
     instance_labels = None
-    if payload.get("instances_png"):
-        instance_labels = _values_png(payload["instances_png"], size, "instance labels")
-    threads = f"{payload.get('threads', '?')} of {payload.get('cores', '?')} cores"
-    return DeviceSegmentation(class_mask, instance_labels,
-                              f"this device: {payload.get('backend', 'LiteRT.js')} [{threads}]",
-                              float(payload.get("p50_ms", float("nan"))),
-                              float(payload.get("p95_ms", float("nan"))), payload.get("instances"))
+    if payload.get("instances_png") is not None:
+        instance_labels = _values_png(payload["instances_png"], size, "instance labels", MAX_INSTANCE_ID)
+    backend = f"this device: {texts['backend'] or 'LiteRT.js'} [{threads or '?'} of {cores or '?'} cores]"
+    return DeviceSegmentation(class_mask, instance_labels, backend,
+                              float("nan") if p50_ms is None else float(p50_ms),
+                              float("nan") if p95_ms is None else float(p95_ms), instances)
