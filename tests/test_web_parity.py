@@ -6,6 +6,7 @@ for postprocessing a model's output and the class mask and instance labels `post
 checked for equality. `node --test web/test/` reads them.
 """
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -25,7 +26,9 @@ from unet.runtime.metadata import (
     load_metadata,
     model_metadata_files,
 )
+from unet.runtime.overlay import segmentation_overlay
 from unet.runtime.preprocess import PreprocessInfo, postprocess, preprocess
+from unet.runtime.segmenter import Segmenter
 from unet.runtime.variants import BROWSER_VARIANT, variant_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,12 +75,14 @@ def test_browser_preprocessing_matches_python_for_every_normalisation(tmp_path):
     (tmp_path / "preprocess").mkdir()
     for name, case in CASES.items():
         write_case(tmp_path / "preprocess", name, *case)
-    completed = run_node_tests(tmp_path)
+    completed = run_node_tests(tmp_path, "preprocess")
     assert f"# pass {len(CASES) + 1}" in completed.stdout
 
 
-def run_node_tests(fixtures: Path) -> subprocess.CompletedProcess:
-    completed = subprocess.run([NODE, "--test", str(REPO / "web" / "test")], capture_output=True, text=True,
+def run_node_tests(fixtures: Path, kind: str) -> subprocess.CompletedProcess:
+    """`node --test web/test/KIND.test.js` on the fixtures Python wrote into `fixtures`/KIND."""
+    completed = subprocess.run([NODE, "--test", str(REPO / "web" / "test" / f"{kind}.test.js")],
+                               capture_output=True, text=True,
                                env={"WEB_FIXTURES": str(fixtures), "PATH": "/usr/bin:/bin"}, timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
     return completed
@@ -115,6 +120,16 @@ def test_browser_postprocessing_gives_pythons_masks_and_instances(tmp_path):
                                 ("down", (round(0.6 * height), round(0.6 * width)))):
                 write_postprocess_case(folder, f"{example.stem}-{label}", probabilities, metadata, size)
                 count += 1
+            if metadata.mode != "instance":
+                continue
+            # Every marker choice the tuner can make: distance-transform peaks too.
+            for distance in (3, 5):
+                peaks = dataclasses.replace(metadata, instance=dataclasses.replace(
+                    metadata.instance, marker_min_distance=distance))
+                for label, size in (("same", (height, width)), ("down", (round(0.6 * height), round(0.6 * width)))):
+                    write_postprocess_case(folder, f"{example.stem}-peaks{distance}-{label}", probabilities, peaks,
+                                           size)
+                    count += 1
     binary = ModelMetadata(input_size=(32, 40), channels=1, class_names=["background", "object"])
     smooth = np.random.default_rng(3).random((1, 32, 40, 1)).astype(np.float32)
     write_postprocess_case(folder, "binary-threshold", smooth, binary, (70, 50), threshold=0.4)
@@ -123,5 +138,54 @@ def test_browser_postprocessing_gives_pythons_masks_and_instances(tmp_path):
                                  mode="instance", instance=InstanceParams(min_size=4, keep_unseeded=keep_unseeded))
         write_postprocess_case(folder, f"unseeded-strip-kept-{keep_unseeded}", unseeded_strip_probabilities()[None],
                                instance, (24, 40))
-    completed = run_node_tests(tmp_path)
+    completed = run_node_tests(tmp_path, "postprocess")
     assert f"# pass {count + 4}" in completed.stdout, completed.stdout[-2000:]
+
+
+def write_overlay_case(folder: Path, name: str, image: np.ndarray, segmentation, colours, opacity) -> None:
+    expected = segmentation_overlay(image, segmentation, colours, opacity)
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    (folder / f"{name}.image").write_bytes(np.ascontiguousarray(image).tobytes())
+    (folder / f"{name}.class_mask").write_bytes(segmentation.class_mask.astype(np.uint8).tobytes())
+    (folder / f"{name}.expected").write_bytes(np.ascontiguousarray(expected, dtype=np.uint8).tobytes())
+    case = {"image": f"{name}.image", "dtype": image.dtype.name, "height": image.shape[0],
+            "width": image.shape[1], "channels": channels, "class_mask": f"{name}.class_mask",
+            "class_colours": [list(colour) for colour in colours], "opacity": opacity,
+            "expected": f"{name}.expected"}
+    if segmentation.instance_labels is not None:
+        (folder / f"{name}.instances").write_bytes(segmentation.instance_labels.astype(np.int32).tobytes())
+        case["instance_labels"] = f"{name}.instances"
+    (folder / f"{name}.json").write_text(json.dumps(case))
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_browser_overlay_draws_pythons_pixels(tmp_path):
+    """Every shipped example's int8 segmentation drawn by overlay.py and overlay.js, at the default
+    opacity and at one where numpy's rounding of halves decides (0.5 of odd sums)."""
+    folder = tmp_path / "overlay"
+    folder.mkdir()
+    count = 0
+    for metadata_path in model_metadata_files(REPO / "assets"):
+        metadata = load_metadata(metadata_path)
+        segmenter = Segmenter(LiteRTBackend(variant_path(metadata_path, BROWSER_VARIANT), num_threads=1), metadata)
+        for example in image_files(REPO / "assets" / "examples"):
+            if not example.name.startswith(f"{metadata.name}-"):
+                continue
+            image = read_image(example)
+            segmentation = segmenter.segment(image).segmentation
+            for opacity in (None, 0.5, 0.3):
+                write_overlay_case(folder, f"{example.stem}-{opacity}", image, segmentation,
+                                   metadata.class_colours, opacity)
+                count += 1
+    completed = run_node_tests(tmp_path, "overlay")
+    assert f"# pass {count + 1}" in completed.stdout, completed.stdout[-2000:]
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_browser_tests_fail_without_their_fixtures(tmp_path):
+    for kind in ("preprocess", "postprocess", "overlay"):
+        completed = subprocess.run([NODE, "--test", str(REPO / "web" / "test" / f"{kind}.test.js")],
+                                   capture_output=True, text=True,
+                                   env={"WEB_FIXTURES": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=120)
+        assert completed.returncode != 0
+        assert f"no {kind} fixtures: run `pytest tests/test_web_parity.py`" in completed.stdout + completed.stderr

@@ -1,7 +1,8 @@
-// Instances from a 3-class U-Net (background, interior, boundary), as unet/runtime/instances.py
-// with marker_min_distance 0: interior components seed a watershed on the interior probability.
-// Each step repeats what Python's libraries do, down to the order in which ties are settled, so
-// the labels are the same ids at the same pixels (tests/test_web_parity.py checks it).
+// Instances from a 3-class U-Net (background, interior, boundary), as unet/runtime/instances.py:
+// interior components (marker_min_distance 0) seed a watershed on the interior probability, or
+// the peaks of the interior's Euclidean distance transform (marker_min_distance > 0) seed one on
+// the negated distance. Each step repeats what Python's libraries do, down to the order in which
+// ties are settled, so the labels are the same ids at the same pixels (tests/test_web_parity.py).
 
 export const BACKGROUND = 0;
 export const INTERIOR = 1;
@@ -12,14 +13,15 @@ export const INTERIOR = 1;
  */
 
 /**
- * 4-connected components of a mask, numbered 1..N in the raster order of their first pixel,
- * as skimage.measure.label(mask, connectivity=1) numbers them.
+ * Connected components of a mask, numbered 1..N in the raster order of their first pixel, as
+ * skimage.measure.label(mask, connectivity) numbers them: 1 is 4-connected, 2 is 8-connected.
  * @param {Uint8Array} mask (H*W) 0/1
  * @param {number} height
  * @param {number} width
+ * @param {1 | 2} [connectivity]
  * @returns {Int32Array}
  */
-export function labelComponents(mask, height, width) {
+export function labelComponents(mask, height, width, connectivity = 1) {
   const labels = new Int32Array(height * width);
   const queue = new Int32Array(height * width);
   let next = 0;
@@ -38,9 +40,128 @@ export function labelComponents(mask, height, width) {
       if (x > 0 && mask[p - 1] && !labels[p - 1]) { labels[p - 1] = next; queue[tail++] = p - 1; }
       if (x < width - 1 && mask[p + 1] && !labels[p + 1]) { labels[p + 1] = next; queue[tail++] = p + 1; }
       if (y < height - 1 && mask[p + width] && !labels[p + width]) { labels[p + width] = next; queue[tail++] = p + width; }
+      if (connectivity === 2) {
+        for (const [dy, dx] of DIAGONALS) {
+          if (y + dy < 0 || y + dy >= height || x + dx < 0 || x + dx >= width) continue;
+          const q = p + dy * width + dx;
+          if (mask[q] && !labels[q]) { labels[q] = next; queue[tail++] = q; }
+        }
+      }
     }
   }
   return labels;
+}
+
+const DIAGONALS = [[-1, -1], [-1, 1], [1, -1], [1, 1]];
+
+/**
+ * A mask without its 4-connected regions of fewer than `minSize` pixels.
+ * @param {Uint8Array} mask
+ * @param {number} height
+ * @param {number} width
+ * @param {number} minSize
+ * @returns {Uint8Array}
+ */
+export function withoutSmallRegions(mask, height, width, minSize) {
+  const kept = sequentialWithoutSmall(labelComponents(mask, height, width), minSize);
+  return Uint8Array.from(kept, (id) => (id > 0 ? 1 : 0));
+}
+
+/**
+ * scipy.ndimage.distance_transform_edt of a mask: each set pixel's Euclidean distance to the
+ * nearest unset one, exactly (Felzenszwalb and Huttenlocher's squared distance transform,
+ * columns then rows, on integers; then one square root, as scipy takes it).
+ * @param {Uint8Array} mask
+ * @param {number} height
+ * @param {number} width
+ * @returns {Float64Array}
+ */
+export function distanceTransform(mask, height, width) {
+  const far = 1e20;
+  const squared = new Float64Array(height * width);
+  for (let p = 0; p < squared.length; p++) squared[p] = mask[p] ? far : 0;
+  const line = new Float64Array(Math.max(height, width));
+  const result = new Float64Array(Math.max(height, width));
+  const vertices = new Int32Array(Math.max(height, width));
+  const bounds = new Float64Array(Math.max(height, width) + 1);
+  /** @param {number} start @param {number} stride @param {number} length */
+  const transformLine = (start, stride, length) => {
+    for (let i = 0; i < length; i++) line[i] = squared[start + i * stride];
+    let k = 0;
+    vertices[0] = 0;
+    bounds[0] = -Infinity;
+    bounds[1] = Infinity;
+    for (let q = 1; q < length; q++) {
+      let crossing = ((line[q] + q * q) - (line[vertices[k]] + vertices[k] * vertices[k])) / (2 * q - 2 * vertices[k]);
+      while (crossing <= bounds[k]) {
+        k -= 1;
+        crossing = ((line[q] + q * q) - (line[vertices[k]] + vertices[k] * vertices[k])) / (2 * q - 2 * vertices[k]);
+      }
+      k += 1;
+      vertices[k] = q;
+      bounds[k] = crossing;
+      bounds[k + 1] = Infinity;
+    }
+    k = 0;
+    for (let q = 0; q < length; q++) {
+      while (bounds[k + 1] < q) k += 1;
+      const offset = q - vertices[k];
+      result[q] = offset * offset + line[vertices[k]];
+    }
+    for (let i = 0; i < length; i++) squared[start + i * stride] = result[i];
+  };
+  for (let x = 0; x < width; x++) transformLine(x, width, height);
+  for (let y = 0; y < height; y++) transformLine(y * width, 1, width);
+  return squared.map(Math.sqrt);
+}
+
+/**
+ * scipy.ndimage.maximum_filter(values, size) on a square window: its 'reflect' border mode
+ * repeats values already inside the window, so the window is simply clipped to the image.
+ * @param {Float64Array} values
+ * @param {number} height
+ * @param {number} width
+ * @param {number} radius half the window, size = 2 * radius + 1
+ * @returns {Float64Array}
+ */
+export function maximumFilter(values, height, width, radius) {
+  const rows = new Float64Array(values.length);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      let top = -Infinity;
+      for (let i = Math.max(0, x - radius); i <= Math.min(width - 1, x + radius); i++) {
+        top = Math.max(top, values[y * width + i]);
+      }
+      rows[y * width + x] = top;
+    }
+  }
+  const result = new Float64Array(values.length);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      let top = -Infinity;
+      for (let j = Math.max(0, y - radius); j <= Math.min(height - 1, y + radius); j++) {
+        top = Math.max(top, rows[j * width + x]);
+      }
+      result[y * width + x] = top;
+    }
+  }
+  return result;
+}
+
+/**
+ * Markers at the local maxima of a distance map, at least `minDistance` apart, as
+ * unet.runtime.instances.distance_peaks: 8-connected plateaus of maxima are one marker.
+ * @param {Float64Array} distance
+ * @param {number} height
+ * @param {number} width
+ * @param {number} minDistance
+ * @returns {Int32Array}
+ */
+export function distancePeaks(distance, height, width, minDistance) {
+  const highest = maximumFilter(distance, height, width, minDistance);
+  const peaks = new Uint8Array(distance.length);
+  for (let p = 0; p < distance.length; p++) peaks[p] = distance[p] === highest[p] && distance[p] > 0 ? 1 : 0;
+  return labelComponents(peaks, height, width, 2);
 }
 
 /**
@@ -200,11 +321,6 @@ export function watershed(elevation, markers, mask, height, width) {
  * @returns {Int32Array}
  */
 export function instancesFromProbabilities(probabilities, height, width, params) {
-  if (params.marker_min_distance > 0) {
-    throw new Error(`this model's instance separation uses distance-transform markers ` +
-      `(marker_min_distance ${params.marker_min_distance}); the browser implements interior ` +
-      'components only (marker_min_distance 0): re-tune it with `python -m unet.tune MODEL --candidates 0`');
-  }
   const count = height * width;
   // numpy compares float32 arrays with a Python float in float32.
   const foregroundCut = Math.fround(params.foreground_threshold);
@@ -214,15 +330,25 @@ export function instancesFromProbabilities(probabilities, height, width, params)
     foreground[p] = Math.fround(1 - probabilities[3 * p + BACKGROUND]) >= foregroundCut ? 1 : 0;
   }
   foreground = fillHoles(foreground, height, width);
-  const interior = new Uint8Array(count);
-  const elevation = new Float64Array(count);
+  let interior = new Uint8Array(count);
+  let elevation = new Float64Array(count);
   for (let p = 0; p < count; p++) {
     const interiorProbability = probabilities[3 * p + INTERIOR];
     interior[p] = interiorProbability >= interiorCut && foreground[p] ? 1 : 0;
     elevation[p] = -interiorProbability;
   }
+  // Seeds smaller than a quarter of the smallest object are noise, not nuclei.
   const smallestSeed = Math.max(1, Math.floor(params.min_size / 4));
-  const markers = sequentialWithoutSmall(labelComponents(interior, height, width), smallestSeed);
+  let markers;
+  if (params.marker_min_distance > 0) {
+    // Specks of "boundary" inside a textured nucleus are holes, which would move the peaks.
+    interior = withoutSmallRegions(fillHoles(interior, height, width), height, width, smallestSeed);
+    const distance = distanceTransform(interior, height, width);
+    markers = distancePeaks(distance, height, width, params.marker_min_distance);
+    elevation = distance.map((value) => -value);
+  } else {
+    markers = sequentialWithoutSmall(labelComponents(interior, height, width), smallestSeed);
+  }
   const flooded = watershed(elevation, markers, foreground, height, width);
   if (params.keep_unseeded === false) return sequentialWithoutSmall(flooded, params.min_size);
   let top = 0;

@@ -1,5 +1,7 @@
-// Masks blended over the image on a canvas, as overlay.py draws them for the server's backends:
-// class colours at `opacity`, background untouched; instances each in a colour, outlined in white.
+// Masks blended over the image on a canvas, as unet/runtime/overlay.py draws them for the
+// server's backends, pixel for pixel (tests/test_web_parity.py): class colours at `opacity`,
+// background untouched; instances each in a colour, outlined in white. The blend is numpy's:
+// float32 products and sum, rounded half to even.
 
 import {normaliseIntensities} from './preprocess.js';
 
@@ -12,31 +14,55 @@ import {normaliseIntensities} from './preprocess.js';
 function displayValues(pixels) {
   if (pixels.data instanceof Uint8Array) return pixels.data;
   const stretched = normaliseIntensities(pixels, {method: 'percentile', low: 0.5, high: 99.5});
-  return Uint8Array.from(stretched, (value) => Math.round(value * 255));
+  return Uint8Array.from(stretched, (value) => roundHalfEven(Math.fround(value * 255)));
+}
+
+/** numpy's np.round: halves go to the even neighbour. */
+function roundHalfEven(/** @type {number} */ value) {
+  const floor = Math.floor(value);
+  const fraction = value - floor;
+  if (fraction !== 0.5) return Math.round(value);
+  return floor % 2 === 0 ? floor : floor + 1;
 }
 /** @typedef {import('./postprocess.js').Segmentation} Segmentation */
 
-/** A stable colour per instance id (60-255 per channel, as overlay.instance_colours ranges). */
-function instanceColour(/** @type {number} */ id) {
+/** A stable colour per instance id: 60-255 per channel from the hash overlay.instance_colours uses. */
+export function instanceColour(/** @type {number} */ id) {
   let hash = Math.imul(id, 2654435761) >>> 0;
   const channel = () => { hash = Math.imul(hash ^ (hash >>> 15), 2246822519) >>> 0; return 60 + (hash % 196); };
   return [channel(), channel(), channel()];
 }
 
 /**
- * RGBA overlay of a segmentation on its image.
- * @param {Pixels} pixels 8-bit (H, W) or (H, W, 3)
+ * RGBA overlay of a segmentation on its image, as an ImageData for a canvas.
+ * @param {Pixels} pixels
  * @param {Segmentation} segmentation
  * @param {number[][]} classColours
- * @param {number} opacity
+ * @param {number} [opacity] default: 0.45 for instances, 0.5 for classes, as overlay.py
  * @returns {ImageData}
  */
-export function segmentationOverlay(pixels, segmentation, classColours, opacity = 0.5) {
+export function segmentationOverlay(pixels, segmentation, classColours, opacity) {
+  const rgba = overlayPixels(pixels, segmentation, classColours, opacity);
+  return new ImageData(rgba, segmentation.width, segmentation.height);
+}
+
+/**
+ * The overlay's RGBA bytes (H*W*4): segmentation_overlay of unet/runtime/overlay.py, with alpha 255.
+ * @param {Pixels} pixels
+ * @param {Segmentation} segmentation
+ * @param {number[][]} classColours
+ * @param {number} [opacity]
+ * @returns {Uint8ClampedArray}
+ */
+export function overlayPixels(pixels, segmentation, classColours, opacity) {
   const {width, height} = segmentation;
+  const labels = segmentation.instanceLabels;
+  const alpha = opacity ?? (labels ? 0.45 : 0.5);
+  const keep = Math.fround(1 - alpha);
+  const add = Math.fround(alpha);
   const rgba = new Uint8ClampedArray(width * height * 4);
   const data = displayValues(pixels);
   const {channels} = pixels;
-  const labels = segmentation.instanceLabels;
   /** @type {Map<number, number[]>} */
   const colours = new Map();
   for (let p = 0; p < width * height; p++) {
@@ -53,7 +79,9 @@ export function segmentationOverlay(pixels, segmentation, classColours, opacity 
       colour = classColours[Math.min(segmentation.classMask[p], classColours.length - 1)];
     }
     if (colour) {
-      for (let c = 0; c < 3; c++) rgba[4 * p + c] = Math.round(rgba[4 * p + c] * (1 - opacity) + colour[c] * opacity);
+      for (let c = 0; c < 3; c++) {
+        rgba[4 * p + c] = roundHalfEven(Math.fround(Math.fround(rgba[4 * p + c] * keep) + Math.fround(colour[c] * add)));
+      }
     }
   }
   if (labels) {
@@ -67,5 +95,5 @@ export function segmentationOverlay(pixels, segmentation, classColours, opacity 
       }
     }
   }
-  return new ImageData(rgba, width, height);
+  return rgba;
 }

@@ -49,9 +49,17 @@ def class_overlay(
 
 
 def instance_colours(count: int) -> np.ndarray:
-    """(count + 1, 3) uint8 colours, id 0 black; the same id always gets the same colour."""
-    rng = np.random.default_rng(12345)
-    colours = rng.integers(60, 256, size=(count + 1, 3)).astype(np.uint8)
+    """(count + 1, 3) uint8 colours, id 0 black; the same id always gets the same colour.
+
+    Each channel is 60-255 from an integer hash of the id, in 32-bit arithmetic that the
+    browser's overlay (web/overlay.js, instanceColour) repeats exactly.
+    """
+    mask = np.uint64(0xFFFFFFFF)
+    state = (np.arange(count + 1, dtype=np.uint64) * np.uint64(2654435761)) & mask
+    colours = np.zeros((count + 1, 3), dtype=np.uint8)
+    for channel in range(3):
+        state = ((state ^ (state >> np.uint64(15))) * np.uint64(2246822519)) & mask
+        colours[:, channel] = 60 + state % np.uint64(196)
     colours[0] = 0
     return colours
 

@@ -1,23 +1,15 @@
 // Parity of web/postprocess.js (and instances.js) with the Python runtime's postprocess, on
 // model outputs Python wrote: `WEB_FIXTURES=DIR node --test web/test/` (tests/test_web_parity.py).
 import assert from 'node:assert/strict';
-import {existsSync, readFileSync, readdirSync} from 'node:fs';
+import {readFileSync, readdirSync} from 'node:fs';
 import {join} from 'node:path';
 import {test} from 'node:test';
 
 import {segmentProbabilities} from '../postprocess.js';
+import {fixtureFolder, readArray} from './fixtures.js';
 
-const folder = process.env.WEB_FIXTURES && join(process.env.WEB_FIXTURES, 'postprocess');
-const present = Boolean(folder && existsSync(folder));
-const cases = present ? readdirSync(folder).filter((name) => name.endsWith('.json')) : [];
-
-/** @param {string} path @param {'uint8' | 'int32' | 'float32'} dtype */
-function readArray(path, dtype) {
-  const bytes = readFileSync(path);
-  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-  return {uint8: () => new Uint8Array(buffer), int32: () => new Int32Array(buffer),
-          float32: () => new Float32Array(buffer)}[dtype]();
-}
+const folder = fixtureFolder('postprocess');
+const cases = readdirSync(folder).filter((name) => name.endsWith('.json'));
 
 /** @param {ArrayLike<number>} actual @param {ArrayLike<number>} expected */
 function differing(actual, expected) {
@@ -26,7 +18,7 @@ function differing(actual, expected) {
   return count;
 }
 
-test('postprocess fixtures are present (run through tests/test_web_parity.py)', {skip: !present}, () => {
+test('postprocess fixtures are present', () => {
   assert.ok(cases.length > 0, `no fixtures in ${folder}`);
 });
 

@@ -1,26 +1,18 @@
 // Parity of web/preprocess.js with the Python runtime's `preprocess`, on fixtures that
 // tests/test_web_parity.py writes with Python: `WEB_FIXTURES=DIR node --test web/test/`.
 import assert from 'node:assert/strict';
-import {existsSync, readFileSync, readdirSync} from 'node:fs';
+import {readFileSync, readdirSync} from 'node:fs';
 import {join} from 'node:path';
 import {test} from 'node:test';
 
 import {preprocess} from '../preprocess.js';
+import {fixtureFolder, readArray} from './fixtures.js';
 
-const folder = process.env.WEB_FIXTURES && join(process.env.WEB_FIXTURES, 'preprocess');
+const folder = fixtureFolder('preprocess');
 const TOLERANCE = 1e-6;
+const cases = readdirSync(folder).filter((name) => name.endsWith('.json'));
 
-/** @param {string} path @param {string} dtype */
-function readArray(path, dtype) {
-  const bytes = readFileSync(path);
-  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-  return {uint8: () => new Uint8Array(buffer), uint16: () => new Uint16Array(buffer),
-          float32: () => new Float32Array(buffer)}[dtype]();
-}
-
-const cases = folder && existsSync(folder) ? readdirSync(folder).filter((name) => name.endsWith('.json')) : [];
-
-test('fixtures are present (run through tests/test_web_parity.py)', {skip: !folder || !existsSync(folder)}, () => {
+test('preprocess fixtures are present', () => {
   assert.ok(cases.length > 0, `no fixtures in ${folder}`);
 });
 
