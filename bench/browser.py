@@ -6,7 +6,10 @@ Starts the app (COOP/COEP, LiteRT.js from web/node_modules), opens it in Debian'
 times LiteRT.js on the browser variant of every shipped model, WASM on 1 thread and on all
 threads, next to native LiteRT on the same file and thread counts. The four runners take turns
 in a new random order each round (`calls` timed calls per turn); the browser times its own calls
-with performance.now(), so no page round trip is counted. Writes bench/results/browser.{json,md}.
+with performance.now(), so no page round trip is counted. Then the live camera (a fake device):
+frames per second and the mean per-phase profile of a frame for every shipped model, and how far
+the live preview's class masks are from the exact path's on every shipped example. Writes
+bench/results/browser.{json,md}.
 """
 
 from __future__ import annotations
@@ -122,6 +125,44 @@ def bench_model(page, metadata_path: Path, rounds: int, calls: int, threads: int
     return row
 
 
+LIVE_FRAMES = 60
+LIVE_PREVIEW = """async ([b64, model]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  return window.unetEdge.livePreview(new Blob([bytes]), {model});
+}"""
+
+
+def live_camera(page, name: str) -> dict:
+    """The panel's live mode on the fake camera for one model: frames per second and mean phases."""
+    import json
+
+    page.locator("#model input").first.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.wait_for_function(f"document.querySelector('#model input').value === {name!r}", timeout=30_000)
+    page.evaluate("delete document.querySelector('.device-rate').dataset.frames")
+    page.locator(".device-camera").check()
+    frames = "Number(document.querySelector('.device-rate').dataset.frames || 0)"
+    page.wait_for_function(f"{frames} >= {LIVE_FRAMES}", timeout=300_000)
+    rate = page.locator(".device-rate")
+    result = {"model": name, "fps": float(rate.get_attribute("data-fps")),
+              "frames": int(rate.get_attribute("data-frames")),
+              "phases_ms": json.loads(rate.get_attribute("data-phases"))}
+    page.locator(".device-camera").uncheck()
+    page.wait_for_timeout(500)
+    return result
+
+
+def live_preview_agreement(page) -> list[dict]:
+    rows = []
+    for metadata_path in model_metadata_files(REPO / "assets"):
+        name = load_metadata(metadata_path).name
+        for example in image_files(REPO / "assets" / "examples"):
+            if example.name.startswith(f"{name}-"):
+                result = page.evaluate(LIVE_PREVIEW, [base64.b64encode(example.read_bytes()).decode(), name])
+                rows.append({"model": name, "image": example.name, "agreement": result["agreement"]})
+    return rows
+
+
 def markdown(results: dict) -> str:
     threads = results["threads"]
     lines = ["# In-browser LiteRT.js against native LiteRT, the same .tflite files", "",
@@ -149,6 +190,21 @@ def markdown(results: dict) -> str:
         phases = row["browser_phases_ms"]
         lines.append(f"| {row['model']} | {phases['tensor_in_ms']:.2f} ms | {phases['model_ms']:.2f} ms | "
                      f"{phases['tensor_out_ms']:.2f} ms |")
+    lines += ["", f"Live camera (fake device, 640x480), {LIVE_FRAMES} frames after the first; mean "
+              "milliseconds per phase of a frame; targets 25 FPS for semantic models, 15 for nuclei, and "
+              "no more time outside the model call than in it:", "",
+              "| model | FPS | grab | normalise | model | postprocess | instances | draw | frame "
+              "| outside / model |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in results["live"]:
+        phases = row["phases_ms"]
+        outside = phases["frame"] - phases["model"]
+        lines.append(f"| {row['model']} | {row['fps']:.1f} | " + " | ".join(
+            f"{phases[key]:.1f}" for key in ("grab", "normalise", "model", "postprocess", "instances", "draw",
+                                            "frame")) + f" | {outside / phases['model']:.2f} |")
+    lines += ["", "The live preview against the exact path (class masks, pixel agreement at the image's "
+              "size):", "", "| model | image | agreement |", "|---|---|---:|"]
+    lines += [f"| {row['model']} | {row['image']} | {row['agreement']:.2%} |"
+              for row in results["live_preview"]]
     lines.append("")
     return "\n".join(lines)
 
@@ -166,13 +222,23 @@ def main(argv: list[str] | None = None) -> int:
     process = start_app(args.port)
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                                 args=["--no-sandbox", "--disable-gpu"])
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{args.port}/", wait_until="load")
             page.wait_for_function("window.unetEdge !== undefined && window.crossOriginIsolated",
                                    timeout=60_000)
             rows = [bench_model(page, path, args.rounds, args.calls, threads)
+                    for path in model_metadata_files(REPO / "assets")]
+            preview = live_preview_agreement(page)
+            with_camera = browser.new_context(permissions=["camera"],
+                                              viewport={"width": 1400, "height": 2400})
+            live_page = with_camera.new_page()
+            live_page.goto(f"http://127.0.0.1:{args.port}/", wait_until="load")
+            live_page.wait_for_function("window.unetEdge !== undefined && window.crossOriginIsolated",
+                                        timeout=60_000)
+            live = [live_camera(live_page, load_metadata(path).name)
                     for path in model_metadata_files(REPO / "assets")]
             version = browser.version
             browser.close()
@@ -180,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         process.terminate()
         process.wait(timeout=30)
     results = {"machine": machine(), "browser": f"Chromium {version} (headless)", "threads": threads,
-               "rounds": args.rounds, "calls": args.calls, "models": rows}
+               "rounds": args.rounds, "calls": args.calls, "models": rows, "live": live,
+               "live_preview": preview}
     write_results(args.out, results, markdown(results))
     print(markdown(results))
     return 0

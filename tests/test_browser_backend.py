@@ -5,6 +5,7 @@ on-device row, with no request carrying the image; the live camera on a fake dev
 """
 
 import base64
+import json
 from pathlib import Path
 
 import numpy as np
@@ -146,12 +147,50 @@ def test_app_shows_the_device_row_and_sends_no_image_bytes(page):
     assert agreed >= 99.5, notes
 
 
-def test_live_camera_segments_frames_on_the_device(page):
-    page.locator("#model input").first.wait_for()
+def choose_model(page, name: str) -> None:
+    page.locator("#model input").first.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.wait_for_function(f"document.querySelector('#model input').value === {name!r}", timeout=30_000)
+
+
+LIVE_FLOOR_FPS = 10
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_live_camera_runs_at_camera_speed_with_no_more_time_outside_the_model_than_in_it(page, name):
+    """At least 10 frames a second, unless the model call alone forbids it on this machine.
+
+    LiteRT.js's int8 call is the floor of a frame: here (AMD EPYC, AVX-512 VNNI) the nuclei model
+    takes 61-67 ms in WebAssembly against 9 ms natively, so 10 FPS is out of reach whatever the
+    page does; the floor is then 70% of what that call allows. `make bench` (bench.browser)
+    reports the rates and the phases.
+    """
+    choose_model(page, name)
     page.locator(".device-camera").check()
-    page.wait_for_function("Number(document.querySelector('.device-rate').dataset.frames || 0) >= 20",
+    page.wait_for_function("Number(document.querySelector('.device-rate').dataset.frames || 0) >= 40",
                            timeout=120_000)
-    rate = page.locator(".device-rate").inner_text()
+    rate = page.locator(".device-rate")
+    fps = float(rate.get_attribute("data-fps"))
+    phases = json.loads(rate.get_attribute("data-phases"))
+    text = rate.inner_text()
     page.locator(".device-camera").uncheck()
-    print(rate)
-    assert "FPS" in rate and "last frame" in rate
+    print(f"{name}: {text}; mean phases {phases}")
+    assert "FPS" in text and "model" in text and "draw" in text
+    assert set(phases) == {"grab", "normalise", "model", "postprocess", "instances", "draw", "frame"}
+    assert phases["frame"] - phases["model"] <= phases["model"]
+    assert fps >= min(LIVE_FLOOR_FPS, 0.7 * 1000 / phases["model"])
+
+
+LIVE_PREVIEW = """async ([b64, model]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  return window.unetEdge.livePreview(new Blob([bytes]), {model});
+}"""
+
+
+def test_the_live_preview_agrees_with_the_exact_path_on_every_example(page):
+    """The preview normalises the model-sized frame and keeps model-sized masks; how far that is
+    from the exact path is the README's table (bench.browser measures it the same way)."""
+    for name, example in examples():
+        result = page.evaluate(LIVE_PREVIEW, [base64.b64encode(example.read_bytes()).decode(), name])
+        print(f"{example.name}: live preview agrees with the exact path on {result['agreement']:.2%}")
+        assert result["agreement"] >= 0.9

@@ -67,6 +67,7 @@ def test_device_masks_come_back_exactly_with_ids_above_255():
     ({"mask_png": png_data_url(np.zeros((3, 4), np.int32)), "instances": -1}, "instances is not a whole number"),
     ({"mask_png": png_data_url(np.zeros((3, 4), np.int32)), "model": ["x"]}, "model is not a short text"),
     ({"mask_png": png_data_url(np.zeros((3, 4), np.int32)), "x": 1}, "fields this server does not know: x"),
+    ({"mask_png": png_data_url(np.zeros((3, 4), np.int32)), "width": 5}, "width is not a whole number from 4 to 4"),
     ({"mask_png": "data:image/png;base64," + "A" * 100_000}, "class mask is 0.1 MB, more than a 4x3 mask"),
 ])
 def test_bad_device_results_are_named_in_one_line(payload, message):

@@ -94,7 +94,8 @@ def good_payload() -> dict:
     classes = np.zeros((160, 160), np.int32)
     classes[40:80, 40:80] = 2
     return {"model": "shapes", "backend": "LiteRT.js int8-float-io (WASM, 2 threads)", "threads": 2,
-            "cores": 2, "p50_ms": 3.2, "p95_ms": 4.1, "mask_png": png_url(classes), "instances_png": None}
+            "cores": 2, "p50_ms": 3.2, "p95_ms": 4.1, "width": 160, "height": 160, "mask_png": png_url(classes),
+            "instances_png": None}
 
 
 FORGED = {

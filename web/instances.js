@@ -64,7 +64,9 @@ const DIAGONALS = [[-1, -1], [-1, 1], [1, -1], [1, 1]];
  */
 export function withoutSmallRegions(mask, height, width, minSize) {
   const kept = sequentialWithoutSmall(labelComponents(mask, height, width), minSize);
-  return Uint8Array.from(kept, (id) => (id > 0 ? 1 : 0));
+  const result = new Uint8Array(kept.length);
+  for (let p = 0; p < kept.length; p++) result[p] = kept[p] > 0 ? 1 : 0;
+  return result;
 }
 
 /**
@@ -127,21 +129,21 @@ export function distanceTransform(mask, height, width) {
 export function maximumFilter(values, height, width, radius) {
   const rows = new Float64Array(values.length);
   for (let y = 0; y < height; y++) {
+    const row = y * width;
     for (let x = 0; x < width; x++) {
+      const last = x + radius < width ? x + radius : width - 1;
       let top = -Infinity;
-      for (let i = Math.max(0, x - radius); i <= Math.min(width - 1, x + radius); i++) {
-        top = Math.max(top, values[y * width + i]);
-      }
-      rows[y * width + x] = top;
+      for (let i = x > radius ? x - radius : 0; i <= last; i++) if (values[row + i] > top) top = values[row + i];
+      rows[row + x] = top;
     }
   }
   const result = new Float64Array(values.length);
   for (let y = 0; y < height; y++) {
+    const first = y > radius ? y - radius : 0;
+    const last = y + radius < height ? y + radius : height - 1;
     for (let x = 0; x < width; x++) {
       let top = -Infinity;
-      for (let j = Math.max(0, y - radius); j <= Math.min(height - 1, y + radius); j++) {
-        top = Math.max(top, rows[j * width + x]);
-      }
+      for (let j = first; j <= last; j++) if (rows[j * width + x] > top) top = rows[j * width + x];
       result[y * width + x] = top;
     }
   }
@@ -178,7 +180,9 @@ export function sequentialWithoutSmall(labels, minSize) {
   const newIds = new Int32Array(top + 1);
   let kept = 0;
   for (let id = 1; id <= top; id++) if (counts[id] >= minSize) newIds[id] = ++kept;
-  return labels.map((id) => newIds[id]);
+  const result = new Int32Array(labels.length);
+  for (let p = 0; p < labels.length; p++) result[p] = newIds[labels[p]];
+  return result;
 }
 
 /**
@@ -212,16 +216,17 @@ export function fillHoles(mask, height, width) {
 /**
  * The binary heap of scikit-image's watershed (heap_general.pxi): smallest (value, age) first,
  * pushed by sifting up, popped by moving the last item to the root and sifting down. Ties
- * between markers (all age 0) are settled by this exact structure, so it is repeated as is.
+ * between markers (all age 0) are settled by this exact structure, so it is repeated as is, in
+ * typed arrays sized once (each pixel enters at most once).
  */
 class WatershedHeap {
-  constructor() {
-    /** @type {number[]} */ this.values = [];
-    /** @type {number[]} */ this.ages = [];
-    /** @type {number[]} */ this.indices = [];
+  /** @param {number} capacity */
+  constructor(capacity) {
+    this.values = new Float64Array(capacity);
+    this.ages = new Int32Array(capacity);
+    this.indices = new Int32Array(capacity);
+    this.size = 0;
   }
-
-  get size() { return this.values.length; }
 
   /** @param {number} a @param {number} b */
   smaller(a, b) {
@@ -232,15 +237,18 @@ class WatershedHeap {
 
   /** @param {number} a @param {number} b */
   swap(a, b) {
-    for (const array of [this.values, this.ages, this.indices]) [array[a], array[b]] = [array[b], array[a]];
+    const {values, ages, indices} = this;
+    const value = values[a]; values[a] = values[b]; values[b] = value;
+    const age = ages[a]; ages[a] = ages[b]; ages[b] = age;
+    const index = indices[a]; indices[a] = indices[b]; indices[b] = index;
   }
 
   /** @param {number} value @param {number} age @param {number} index */
   push(value, age, index) {
-    let child = this.values.length;
-    this.values.push(value);
-    this.ages.push(age);
-    this.indices.push(index);
+    let child = this.size++;
+    this.values[child] = value;
+    this.ages[child] = age;
+    this.indices[child] = index;
     while (child > 0) {
       const parent = ((child + 1) >> 1) - 1;
       if (!this.smaller(child, parent)) break;
@@ -252,12 +260,8 @@ class WatershedHeap {
   /** @returns {number} the pixel index of the smallest item */
   pop() {
     const popped = this.indices[0];
-    const last = this.values.length - 1;
-    this.swap(0, last);
-    this.values.pop();
-    this.ages.pop();
-    this.indices.pop();
-    const items = last;
+    const items = --this.size;
+    this.swap(0, items);
     let i = 0;
     for (;;) {
       const left = 2 * i + 1;
@@ -287,7 +291,7 @@ class WatershedHeap {
  */
 export function watershed(elevation, markers, mask, height, width) {
   const output = new Int32Array(height * width);
-  const heap = new WatershedHeap();
+  const heap = new WatershedHeap(height * width);
   for (let p = 0; p < markers.length; p++) {
     if (markers[p] && mask[p]) {
       output[p] = markers[p];
@@ -295,19 +299,22 @@ export function watershed(elevation, markers, mask, height, width) {
     }
   }
   let age = 1;
+  /** @param {number} q @param {number} p */
+  const reach = (q, p) => {
+    if (!mask[q] || output[q]) return;
+    age += 1;
+    output[q] = output[p];
+    heap.push(elevation[q], age, q);
+  };
   while (heap.size > 0) {
     const p = heap.pop();
     const y = Math.floor(p / width);
     const x = p - y * width;
     // skimage's neighbour order: up, left, right, down.
-    const neighbours = [y > 0 ? p - width : -1, x > 0 ? p - 1 : -1, x < width - 1 ? p + 1 : -1,
-      y < height - 1 ? p + width : -1];
-    for (const q of neighbours) {
-      if (q < 0 || !mask[q] || output[q]) continue;
-      age += 1;
-      output[q] = output[p];
-      heap.push(elevation[q], age, q);
-    }
+    if (y > 0) reach(p - width, p);
+    if (x > 0) reach(p - 1, p);
+    if (x < width - 1) reach(p + 1, p);
+    if (y < height - 1) reach(p + width, p);
   }
   return output;
 }

@@ -48,25 +48,26 @@ export function segmentationOverlay(pixels, segmentation, classColours, opacity)
 
 /**
  * The overlay's RGBA bytes (H*W*4): segmentation_overlay of unet/runtime/overlay.py, with alpha 255.
- * @param {Pixels} pixels
+ * @param {Pixels} pixels (H, W, C): C 1 or 3, or 4 for RGBA whose alpha is ignored
  * @param {Segmentation} segmentation
  * @param {number[][]} classColours
  * @param {number} [opacity]
+ * @param {Uint8ClampedArray} [out] (H*W*4) to draw into instead of a new array
  * @returns {Uint8ClampedArray}
  */
-export function overlayPixels(pixels, segmentation, classColours, opacity) {
+export function overlayPixels(pixels, segmentation, classColours, opacity, out) {
   const {width, height} = segmentation;
   const labels = segmentation.instanceLabels;
   const alpha = opacity ?? (labels ? 0.45 : 0.5);
   const keep = Math.fround(1 - alpha);
   const add = Math.fround(alpha);
-  const rgba = new Uint8ClampedArray(width * height * 4);
+  const rgba = out ?? new Uint8ClampedArray(width * height * 4);
   const data = displayValues(pixels);
   const {channels} = pixels;
   /** @type {Map<number, number[]>} */
   const colours = new Map();
   for (let p = 0; p < width * height; p++) {
-    for (let c = 0; c < 3; c++) rgba[4 * p + c] = data[p * channels + (channels === 3 ? c : 0)];
+    for (let c = 0; c < 3; c++) rgba[4 * p + c] = data[p * channels + (channels >= 3 ? c : 0)];
     rgba[4 * p + 3] = 255;
     let colour = null;
     if (labels) {

@@ -25,7 +25,7 @@ export function outputChannels(metadata) {
  * @param {Float32Array} probabilities (count * channels)
  * @param {number} channels
  */
-function argmax(probabilities, channels) {
+export function argmax(probabilities, channels) {
   const count = probabilities.length / channels;
   const mask = new Uint8Array(count);
   for (let p = 0; p < count; p++) {
@@ -40,7 +40,7 @@ function argmax(probabilities, channels) {
 }
 
 /** @param {Int32Array} labels */
-function countIds(labels) {
+export function countIds(labels) {
   const seen = new Set();
   for (const id of labels) if (id > 0) seen.add(id);
   return seen.size;

@@ -146,7 +146,7 @@ class DeviceSegmentation:
 # What the page's `device_result` event may hold. Anyone can post to the app's queue, so every
 # field is checked before anything is decoded: the kind, the length of text, the range of numbers.
 DEVICE_TEXT_FIELDS = ("model", "backend", "accelerator", "litert")
-DEVICE_FIELDS = (*DEVICE_TEXT_FIELDS, "threads", "cores", "p50_ms", "p95_ms", "instances",
+DEVICE_FIELDS = (*DEVICE_TEXT_FIELDS, "threads", "cores", "p50_ms", "p95_ms", "instances", "width", "height",
                  "mask_png", "instances_png")
 MAX_TEXT_LENGTH = 200
 # Instance ids travel in a PNG's red and green bytes.
@@ -239,6 +239,8 @@ def device_segmentation(payload: object, size: tuple[int, int], num_classes: int
     p95_ms = _number(payload, "p95_ms", 0.0, MAX_MILLISECONDS)
     pixels = size[0] * size[1]
     instances = _number(payload, "instances", 0, pixels, integer=True)
+    for key, expected in (("height", size[0]), ("width", size[1])):
+        _number(payload, key, expected, expected, integer=True)
     class_mask = _values_png(payload["mask_png"], size, "class mask", num_classes - 1).astype(np.uint8)
     instance_labels = None
     if payload.get("instances_png") is not None:
