@@ -1,5 +1,6 @@
 # make demo: set up .venv and start the app on the shipped models.
 # make test: set up .venv and run ruff and the tests.
+# make test-fast: ruff and the fast tier (pytest -m "not slow": nothing trained, no browser), in under a minute.
 # make models: rebuild assets/ from scratch (fetch data, train, export) with fixed seeds.
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint venv npm bench models clean
+.PHONY: demo test test-fast lint venv npm bench models clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-mediapipe.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,10 @@ $(CHROMIUM):
 test: $(STAMP) $(NPM_STAMP) $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+test-fast: $(STAMP) $(NPM_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m "not slow" -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

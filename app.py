@@ -50,6 +50,11 @@ class UserError(gr.Error):
         super().__init__(message, print_exception=False)
 
 
+def applicable_controls(metadata) -> tuple[bool, bool]:
+    """(threshold applies, scale options apply) for a model."""
+    return metadata.output_channels == 1, metadata.mode == "instance"
+
+
 MAX_TIMED_RUNS = 100
 MAX_DIAMETER_PX = 10_000
 
@@ -307,13 +312,20 @@ class Handlers:
         return DeviceView(str(overlay), str(disagreement),
                           gr.Dataframe(value=[*rows, result.row], headers=headers), note, result.summary)
 
-    def update_backends(self, model_name: str) -> tuple[gr.Dropdown, gr.Dropdown, str]:
+    def update_backends(self, model_name: str) -> tuple:
+        """The chosen model's backends and summary, and only the controls that apply to it shown:
+        the threshold for one-channel (binary) models, the object diameter and auto-scale for
+        instance models. Hidden controls keep their values, so the API's parameters stay as they were."""
         model = self.model(model_name)
         first, second = model.default_pair()
+        binary, instance = applicable_controls(model.metadata)
         return (
             gr.Dropdown(choices=model.backends, value=first),
             gr.Dropdown(choices=model.backends, value=second),
             self.describe(model_name),
+            gr.Slider(visible=binary),
+            gr.Number(visible=instance),
+            gr.Checkbox(visible=instance),
         )
 
     def describe(self, model_name: str) -> str:
@@ -400,15 +412,17 @@ def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Bl
         with gr.Row():
             image = image_upload(sources=["upload", "clipboard", "webcam"], label="Image", elem_id="image")
             with gr.Column():
-                threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Threshold (binary models)")
+                binary, instance = applicable_controls(catalog.model(first_model).metadata)
+                threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Threshold (binary models)",
+                                      elem_id="threshold", visible=binary)
                 opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
                 runs = gr.Slider(1, 50, value=10, step=1, label="Timed runs (after one warm-up)",
                                  elem_id="timed-runs")
                 with gr.Row():
                     diameter = gr.Number(0, minimum=0, label="Object diameter, px (0: as is)",
-                                         elem_id="object-diameter")
+                                         elem_id="object-diameter", visible=instance)
                     auto_scale = gr.Checkbox(False, label="Auto-scale (instance models)",
-                                             elem_id="auto-scale")
+                                             elem_id="auto-scale", visible=instance)
                 run = gr.Button("Segment", variant="primary")
         examples = handlers.example_images(catalog.root / "examples")
         if examples:
@@ -456,7 +470,8 @@ def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Bl
         assert len(device_outputs) == len(dataclasses.fields(DeviceView))
         device.device_result(device_result, inputs=[image, model, backend_a, threshold, opacity, server_rows],
                              outputs=device_outputs, api_name=False, concurrency_limit=2)
-        model.change(handlers.update_backends, inputs=model, outputs=[backend_a, backend_b, description])
+        model.change(handlers.update_backends, inputs=model,
+                     outputs=[backend_a, backend_b, description, threshold, diameter, auto_scale])
         run.click(
             segment,
             inputs=[image, model, backend_a, backend_b, threshold, opacity, runs, diameter, auto_scale],

@@ -281,6 +281,15 @@ def test_real_browser_runs_an_example_and_shows_the_latency_table(running_app, t
         assert re.search(backend + r"\s+\d+\.\d+\s+\d+\.\d+", text), text[-1500:]
 
 
+@pytest.mark.slow
+def test_model_change_shows_the_threshold_for_a_binary_model_and_scale_options_for_instance_models(
+        app_handlers, shipped_handlers):
+    *_, threshold, diameter, auto_scale = app_handlers.update_backends("discs")
+    assert threshold.visible is True and diameter.visible is False and auto_scale.visible is False
+    *_, threshold, diameter, auto_scale = shipped_handlers.update_backends("nuclei")
+    assert threshold.visible is False and diameter.visible is True and auto_scale.visible is True
+
+
 def test_segment_handler_scales_both_backends_alike_and_says_so(shipped_handlers):
     example = sorted((REPO / "assets" / "examples").glob("nuclei-*.png"))[0]
     view = shipped_handlers.segment(str(example), model_name="nuclei", timed_runs=1, object_diameter=36)

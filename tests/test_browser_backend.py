@@ -194,3 +194,13 @@ def test_the_live_preview_agrees_with_the_exact_path_on_every_example(page):
         result = page.evaluate(LIVE_PREVIEW, [base64.b64encode(example.read_bytes()).decode(), name])
         print(f"{example.name}: live preview agrees with the exact path on {result['agreement']:.2%}")
         assert result["agreement"] >= 0.9
+
+
+def test_switching_models_shows_only_the_controls_that_apply(page):
+    """Scale options for the instance model only; the threshold for none of the shipped models,
+    which all have two or more output channels (test_app checks a binary one shows it)."""
+    for name, scale_shown in (("brain-tissue", False), ("nuclei", True), ("shapes", False), ("nuclei", True)):
+        choose_model(page, name)
+        for elem_id in ("object-diameter", "auto-scale"):
+            page.locator(f"#{elem_id}").wait_for(state="visible" if scale_shown else "hidden", timeout=30_000)
+        assert not page.locator("#threshold").is_visible(), name
