@@ -210,7 +210,7 @@ def markdown_table(rows: list[dict], params: ClassicalParams, cpu: str) -> str:
             f"{row['classical_objects_off_labels']:.0%} |"
         )
     lines += ["", "Plain: the whole image resized to the model input, one pass. Default: what "
-              "`export/segment_edge.py` and `unet.evaluate` do without a scale option, auto-scale "
+              "`unet.segment` and `unet.evaluate` do without a scale option, auto-scale "
               "from a first pass at the image's own resolution (`SegmentOptions.default_for`). Classical "
               "objects on no label: the share of the baseline's objects that lie at least 90% outside "
               "every label, a check of the labels' completeness in which the model plays no part "

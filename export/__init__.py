@@ -1,4 +1,4 @@
-"""Keras -> TFLite export (TensorFlow) and the command-line edge runner (TensorFlow-free).
+"""Keras -> TFLite export: everything here needs TensorFlow (the edge runner is `unet.segment`).
 
     to_tflite.py      python export/to_tflite.py: convert, score, measure, gate, commit
     rewrite.py        layers whose TFLite lowering XNNPACK cannot run, rewritten before conversion
@@ -6,5 +6,6 @@
     graph_health.py   op counts, XNNPACK partitions, ops outside the delegate
     report.py         the export report (JSON and Markdown)
     model_card.py     MODEL_CARD.md from the files the pipeline wrote
-    segment_edge.py   python export/segment_edge.py: the Raspberry Pi runner (unet.runtime.edge)
+    portable.py       the portable variant: preprocessing in the graph, in front of int8-float-io
+    tflite_metadata.py  TFLite Metadata and the metadata JSON packed into every exported file
 """

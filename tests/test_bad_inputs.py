@@ -37,9 +37,8 @@ def test_edge_runner_segments_awkward_files_and_skips_broken_ones_by_name(traine
     corpus = tmp_path / "corpus"
     write_corpus(corpus, AWKWARD_INPUTS + BAD_INPUTS)
     completed = subprocess.run(
-        [sys.executable, str(REPO / "export" / "segment_edge.py"), str(model), str(corpus),
-         "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "unet.segment", str(model), str(corpus), "--out", str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr

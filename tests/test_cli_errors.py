@@ -55,11 +55,11 @@ CASES = {
                                     "a.png"),
     "train: empty dataset": (["-m", "unet.train", "--data", "{t}/empty", "--out", "{m}"], "no image files"),
     "train: unmatched dataset": (["-m", "unet.train", "--data", "{t}/unmatched", "--out", "{m}"], "b.png"),
-    "edge: corrupt tflite": (["export/segment_edge.py", "{m}/corrupt.tflite", "{t}/images", "--out", "{m}"],
+    "edge: corrupt tflite": (["-m", "unet.segment", "{m}/corrupt.tflite", "{t}/images", "--out", "{m}"],
                              "cannot load TFLite model"),
     "edge: output does not fit metadata": (
-        ["export/segment_edge.py", "{m}/mismatched.tflite", "{t}/images", "--out", "{t}/out"], "3 classes"),
-    "edge: no images": (["export/segment_edge.py", "{m}/discs.int8.tflite", "{t}/empty/images", "--out", "{m}"],
+        ["-m", "unet.segment", "{m}/mismatched.tflite", "{t}/images", "--out", "{t}/out"], "3 classes"),
+    "edge: no images": (["-m", "unet.segment", "{m}/discs.int8.tflite", "{t}/empty/images", "--out", "{m}"],
                         "no images found"),
 }
 

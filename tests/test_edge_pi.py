@@ -1,8 +1,11 @@
-"""The edge runner on an emulated 64-bit Raspberry Pi with tflite-runtime 2.14, against LiteRT on x86.
+"""The edge runner on an emulated 64-bit Raspberry Pi, against LiteRT on x86, as a user runs it.
 
-Runs where `../shared/piemu` and its arm64 root filesystem exist (root, once per machine:
-`bash ../shared/piemu/setup_rootfs.sh`); elsewhere it skips and says why. The chroot installs
-exactly `requirements-edge-tflite-runtime.txt` into its tflite-runtime venv.
+Each test starts from a plain copy of the repository (its tracked files; nothing installed from
+it) and the one requirements file it names: the command the runner's `--help` and the README
+print, with ai-edge-litert (`requirements-edge.txt`), and every shipped model and variant with
+tflite-runtime 2.14 (`requirements-edge-tflite-runtime.txt`), the `.tflite` files travelling
+without their sidecar JSON. Runs where `../shared/piemu` and its arm64 root filesystem exist
+(root, once per machine: `bash ../shared/piemu/setup_rootfs.sh`); elsewhere it skips and says why.
 """
 
 import os
@@ -21,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO.parent / "shared" / "piemu" / "run_in_pi.sh"
 ROOTFS = Path(os.environ.get("PIEMU_ROOTFS", Path(os.environ.get("TMPDIR", "/tmp")) / "piemu" / "rootfs"))
 VENV = "/opt/tflrt"
+LITERT_VENV = "/opt/litert"
 MODELS = ("nuclei", "brain-tissue", "shapes")
 VARIANTS = ("int8", "float32", "portable")
 MIN_AGREEMENT = 0.995
@@ -31,7 +35,7 @@ def emulator_missing() -> str | None:
         return f"no Pi emulator: {RUNNER} is absent"
     if os.geteuid() != 0:
         return "the Pi emulator (chroot, binfmt) needs root"
-    if not (ROOTFS / VENV.lstrip("/") / "bin" / "python").exists():
+    if not all((ROOTFS / venv.lstrip("/") / "bin" / "python").exists() for venv in (VENV, LITERT_VENV)):
         return f"no emulated Pi root filesystem with {VENV} at {ROOTFS}: run bash {RUNNER.parent}/setup_rootfs.sh"
     return None
 
@@ -40,12 +44,47 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(emulator_missing() is not Non
                                                    reason=emulator_missing() or "")]
 
 
+def plain_copy(work: Path) -> None:
+    """The repository's tracked files, as `git clone` or a download would give them."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True)
+    for name in tracked.stdout.split("\0"):
+        if name and (REPO / name).is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / name, work / name)
+
+
+def run_in_pi(work: Path, commands: list[str], venv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(RUNNER), str(work), " && ".join(commands)], capture_output=True, text=True,
+        env={**os.environ, "PIEMU_VENV": venv, "PIEMU_ROOTFS": str(ROOTFS)}, timeout=1800,
+    )
+
+
+def test_the_documented_command_segments_an_example_on_a_plain_copy(tmp_path):
+    from unet.segment import COMMAND
+
+    assert COMMAND in (REPO / "README.md").read_text()
+    work = tmp_path / "pi"
+    plain_copy(work)
+    # The names the command uses: a model file beside the copy, a folder of photos.
+    shutil.copy(REPO / "assets" / "nuclei" / "nuclei.int8.tflite", work / "nuclei.int8.tflite")
+    (work / "photos").mkdir()
+    example = sorted((REPO / "assets" / "examples").glob("nuclei-*.png"))[0]
+    shutil.copy(example, work / "photos")
+    completed = run_in_pi(work, ["pip install -q -r requirements-edge.txt", COMMAND], LITERT_VENV)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "XNNPACK" in completed.stdout + completed.stderr
+    segmenter = Segmenter.from_path(REPO / "assets" / "nuclei" / "nuclei.int8.tflite")
+    expected = segmenter.segment(example, **SegmentOptions.default_for(segmenter.metadata).to_kwargs())
+    found = np.asarray(Image.open(work / "results" / f"{example.stem}_mask.png"))
+    agreement = float((found == expected.segmentation.class_mask).mean())
+    print(f"{COMMAND!r} on emulated arm64 (ai-edge-litert): {agreement:.4%} of pixels as on x86")
+    assert agreement >= MIN_AGREEMENT
+
+
 def test_tflite_runtime_on_emulated_arm64_agrees_with_litert_on_x86(tmp_path):
     work = tmp_path / "pi"
-    for package in ("unet", "export"):
-        shutil.copytree(REPO / package, work / package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "requirements-edge-tflite-runtime.txt", work)
-    shutil.copytree(REPO / "assets" / "examples", work / "examples", ignore=shutil.ignore_patterns("*.md"))
+    plain_copy(work)
     commands = ["pip install -q -r requirements-edge-tflite-runtime.txt",
                 "python -c 'import tflite_runtime, numpy; print(\"tflite-runtime\", tflite_runtime.__version__, "
                 "\"numpy\", numpy.__version__)'"]
@@ -54,12 +93,9 @@ def test_tflite_runtime_on_emulated_arm64_agrees_with_litert_on_x86(tmp_path):
         (work / "models" / name).mkdir(parents=True)
         for variant in VARIANTS:
             shutil.copy(REPO / "assets" / name / f"{name}.{variant}.tflite", work / "models" / name)
-            commands.append(f"python -m export.segment_edge models/{name}/{name}.{variant}.tflite "
-                            f"examples/{name}-*.png --out out/{name}-{variant} --threads 2")
-    completed = subprocess.run(
-        ["bash", str(RUNNER), str(work), " && ".join(commands)], capture_output=True, text=True,
-        env={**os.environ, "PIEMU_VENV": VENV, "PIEMU_ROOTFS": str(ROOTFS)}, timeout=1800,
-    )
+            commands.append(f"python -m unet.segment models/{name}/{name}.{variant}.tflite "
+                            f"assets/examples/{name}-*.png --out out/{name}-{variant} --threads 2")
+    completed = run_in_pi(work, commands, VENV)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "tflite-runtime 2.14.0" in completed.stdout
     for name in MODELS:
@@ -67,7 +103,7 @@ def test_tflite_runtime_on_emulated_arm64_agrees_with_litert_on_x86(tmp_path):
             segmenter = Segmenter.from_path(REPO / "assets" / name / f"{name}.{variant}.tflite")
             edge_defaults = SegmentOptions.default_for(segmenter.metadata).to_kwargs()
             agreed = total = 0
-            for image_path in image_files(work / "examples"):
+            for image_path in image_files(work / "assets" / "examples"):
                 if not image_path.name.startswith(f"{name}-"):
                     continue
                 expected = segmenter.segment(image_path, **edge_defaults).segmentation.class_mask

@@ -121,9 +121,9 @@ def test_edge_runner_works_without_tensorflow_and_matches_the_app_runtime(export
     model = out / "discs.int8.tflite"
     results = tmp_path / "results"
     completed = subprocess.run(
-        [sys.executable, str(REPO / "export" / "segment_edge.py"), str(model), str(images),
+        [sys.executable, "-m", "unet.segment", str(model), str(images),
          "--out", str(results), "--threads", "1"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, cwd=REPO,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(blocker)},
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -139,8 +139,8 @@ def test_edge_runner_works_without_tensorflow_and_matches_the_app_runtime(export
 
 def test_edge_runner_reports_a_missing_model_in_one_line(tmp_path):
     completed = subprocess.run(
-        [sys.executable, str(REPO / "export" / "segment_edge.py"), str(tmp_path / "none.tflite"),
-         str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "unet.segment", str(tmp_path / "none.tflite"),
+         str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120, cwd=REPO,
     )
     assert completed.returncode == 2
     assert "error:" in completed.stderr and "Traceback" not in completed.stderr

@@ -40,10 +40,9 @@ def module_name(root: Path, path: Path) -> str:
 
 
 def tensorflow_free_modules(root: Path) -> list[str]:
-    """Every module under unet/ but unet/training/, and the edge runner's command line."""
-    modules = [module_name(root, path) for path in sorted((root / "unet").rglob("*.py"))
-               if path.relative_to(root).parts[:2] != TENSORFLOW_LAYER]
-    return [*modules, "export.segment_edge"]
+    """Every module under unet/ but unet/training/: the folder line is the TensorFlow line."""
+    return [module_name(root, path) for path in sorted((root / "unet").rglob("*.py"))
+            if path.relative_to(root).parts[:2] != TENSORFLOW_LAYER]
 
 
 def modules_needing_tensorflow(root: Path) -> str:

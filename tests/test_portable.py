@@ -8,7 +8,6 @@ import pytest
 
 from bench.portable import ASSETS, at_input_size, class_mask_from_mediapipe, compare_example, examples_of
 from unet.runtime.backends import LiteRTBackend
-from unet.runtime.edge import segment_files
 from unet.runtime.imageio import read_image, read_mask
 from unet.runtime.metadata import (
     EMBEDDED_METADATA_FILE,
@@ -20,6 +19,7 @@ from unet.runtime.metadata import (
 from unet.runtime.preprocess import NORMALISED, RGB8, preprocess
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.variants import BROWSER_VARIANT, PORTABLE_VARIANT, SHIPPED_VARIANTS, variant_path
+from unet.segment import segment_files
 
 SHIPPED = {path.parent.name: path for path in model_metadata_files(ASSETS)}
 

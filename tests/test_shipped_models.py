@@ -63,9 +63,9 @@ def test_shipped_instance_model_counts_agree_between_keras_and_the_edge_runner(t
     examples = sorted((ASSETS / "examples").glob("nuclei-*.png"))
     assert examples
     completed = subprocess.run(
-        [sys.executable, str(REPO / "export" / "segment_edge.py"), str(ASSETS / "nuclei" / "nuclei.float32.tflite"),
+        [sys.executable, "-m", "unet.segment", str(ASSETS / "nuclei" / "nuclei.float32.tflite"),
          *map(str, examples), "--out", str(tmp_path), "--threads", "1"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     edge_counts = {m.group(1): int(m.group(2))
@@ -104,7 +104,7 @@ def test_shipped_json_holds_no_absolute_paths():
 def test_edge_runner_scales_to_a_given_diameter_and_records_it_in_summary_json(tmp_path):
     example = sorted((ASSETS / "examples").glob("nuclei-*.png"))[0]
     completed = subprocess.run(
-        [sys.executable, "-m", "export.segment_edge", str(ASSETS / "nuclei" / "nuclei.int8.tflite"), str(example),
+        [sys.executable, "-m", "unet.segment", str(ASSETS / "nuclei" / "nuclei.int8.tflite"), str(example),
          "--out", str(tmp_path), "--diameter", "36", "--threads", "1"],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
@@ -120,7 +120,7 @@ def test_edge_runner_scales_to_a_given_diameter_and_records_it_in_summary_json(t
 
 def test_edge_runner_refuses_a_diameter_together_with_auto_scale(tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "export.segment_edge", str(ASSETS / "nuclei" / "nuclei.int8.tflite"),
+        [sys.executable, "-m", "unet.segment", str(ASSETS / "nuclei" / "nuclei.int8.tflite"),
          str(tmp_path), "--out", str(tmp_path / "out"), "--diameter", "20", "--auto-scale"],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )

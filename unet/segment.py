@@ -1,21 +1,32 @@
-"""The edge runner's work: segment image files with one model and write masks and overlays.
+"""Segment images with a .tflite model on a Raspberry Pi (or anywhere), without TensorFlow.
 
-`export/segment_edge.py` is its command line. Needs only numpy, pillow and a TFLite
-interpreter (ai-edge-litert or tflite-runtime); scipy and scikit-image for instance models.
+    python -m unet.segment nuclei.int8.tflite photos/ --out results/ --threads 4
+
+Run it from the repository's folder (a plain copy is enough) after `pip install -r
+requirements-edge.txt`: numpy, pillow and ai-edge-litert (or tflite-runtime); scipy and
+scikit-image for instance models. The model's metadata comes from inside the `.tflite`, or from
+a sidecar JSON beside it, which wins. For each image it writes `<stem>_mask.png` (class indices
+with the class colours as palette), `<stem>_overlay.png`, and for instance models
+`<stem>_instances.png` (uint16 ids); it prints per-image latency and a p50/p95 summary, and
+writes `summary.json` (per image: timings, instance count, and the scale used).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unet.cli import add_segment_options, run_cli, segment_options
 from unet.runtime.atomic import atomic_write_text
 from unet.runtime.imageio import ImageReadError, image_files, read_image
 from unet.runtime.overlay import mask_image, save_instance_labels, save_png, segmentation_overlay
 from unet.runtime.segmenter import Segmenter, SegmentOptions, SegmentResult
 from unet.runtime.timing import percentiles_ms
+
+COMMAND = "python -m unet.segment nuclei.int8.tflite photos/ --out results/ --threads 4"
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
@@ -96,3 +107,28 @@ def segment_files(
         print(f"{path.name}: model {result.timings_ms['model']:.1f} ms, total {total:.1f} ms{note}")
     atomic_write_text(out / "summary.json", json.dumps(run.to_dict(options), indent=2) + "\n")
     return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m unet.segment", description=__doc__.split("\n")[0],
+                                     epilog=f"example, from the repository's folder: {COMMAND}")
+    parser.add_argument("model", type=Path, help="a .tflite file (metadata inside it, or a sidecar .json)")
+    parser.add_argument("inputs", type=Path, nargs="+", help="images or folders of images")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=None, help="default: all cores")
+    add_segment_options(parser)
+    args = parser.parse_args(argv)
+
+    segmenter = Segmenter.from_path(args.model, args.threads)
+    metadata = segmenter.metadata
+    files = expand_inputs(args.inputs)
+    print(f"{args.model.name}: {metadata.mode}, classes {', '.join(metadata.class_names)}, "
+          f"{segmenter.backend.num_threads} threads")
+    run = segment_files(segmenter, files, args.out, segment_options(args, metadata))
+    if run.model_ms:
+        print(f"{run.summary()}; results in {args.out}")
+    return 1 if run.unreadable and not run.model_ms else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
