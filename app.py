@@ -33,6 +33,7 @@ from unet.runtime.browser import (
 from unet.runtime.compare import Comparison, ModelCatalog, compare, compare_device
 from unet.runtime.imageio import ImageReadError, image_files, image_size, read_image
 from unet.runtime.overlay import mask_image, save_instance_labels, save_png
+from unet.runtime.scale import AUTO_SCALE_TOLERANCE_TEXT
 
 ASSETS = Path(os.environ.get("UNET_ASSETS", Path(__file__).resolve().parent / "assets"))
 WEB = Path(__file__).resolve().parent / "web"
@@ -357,8 +358,8 @@ def scale_notes(scale: dict, metadata) -> list[str]:
     if scale["method"] == "auto" and scale["passes"] == 1:
         found = scale["object_diameter_px"]
         return [f"Auto-scale: objects measure {found:.1f} px in the image; resized to the model's "
-                f"input they are within 25% of the trained {metadata.object_diameter} px, so one "
-                "pass was enough." if found else
+                f"input they are within {AUTO_SCALE_TOLERANCE_TEXT} of the trained "
+                f"{metadata.object_diameter} px, so one pass was enough." if found else
                 "Auto-scale: the first pass found no objects to measure; one pass."]
     return [f"Scale: objects of {scale['object_diameter_px']:.1f} px ({scale['method']}) were "
             f"rescaled x{scale['factor']:.2f} to the trained {metadata.object_diameter} px and "

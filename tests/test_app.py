@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gradio_client.exceptions import AppError
 from PIL import Image
 from served_app import launched_app
 
@@ -128,7 +129,7 @@ def test_launched_app_answers_segment_and_survives_a_corrupt_upload(running_app,
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"this is not an image")
     # gradio's Image component refuses undecodable uploads before the handler runs.
-    with pytest.raises(Exception, match="cannot identify image file|Cannot read this file"):
+    with pytest.raises(AppError, match="cannot identify image file|Cannot read this file"):
         client.predict(handle_file(str(broken)), api_name="/segment")
     again = client.predict(handle_file(str(image)), api_name="/segment")
     assert again[-1]["image_size"] == [80, 100]
@@ -242,9 +243,13 @@ def test_dockerfile_installs_what_the_readme_and_spaces_use():
     assert f"sdk_version: {gradio_pin.split('==')[1]}" in front_matter
     assert "app_file: app.py" in front_matter and "sdk: gradio" in front_matter
     assert 'python_version: "3.11"' in front_matter
-    # The browser backend: WASM threads need cross-origin isolation, on Spaces as in app.py.
-    assert "cross-origin-opener-policy: same-origin" in front_matter
-    assert "cross-origin-embedder-policy: require-corp" in front_matter
+    # The browser backend: WASM threads need cross-origin isolation; Spaces sends exactly the
+    # headers the app's own middleware sends.
+    from unet.runtime.browser import ISOLATION_HEADERS
+
+    block = front_matter.split("custom_headers:\n")[1].split("\n")
+    spaces_headers = dict(line.strip().split(": ", 1) for line in block if line.startswith("  "))
+    assert spaces_headers == {name.decode(): value.decode() for name, value in ISOLATION_HEADERS}
     assert "npm ci" in dockerfile and "COPY web/package.json web/package-lock.json web/" in dockerfile
 
 
@@ -297,7 +302,12 @@ def test_segment_handler_scales_both_backends_alike_and_says_so(shipped_handlers
     assert scale["method"] == "given" and scale["object_diameter_px"] == 36
     assert "rescaled" in view.notes
     auto = shipped_handlers.segment(str(example), model_name="nuclei", timed_runs=1, auto_scale=True)
-    assert auto.summary["scale"]["method"] == "auto"
-    assert "Auto-scale" in auto.notes or "Scale:" in auto.notes
+    auto_scale = auto.summary["scale"]
+    assert auto_scale["method"] == "auto" and auto_scale["passes"] in (1, 2)
+    if auto_scale["passes"] == 1:
+        assert f"Auto-scale: objects measure {auto_scale['object_diameter_px']:.1f} px" in auto.notes
+    else:
+        assert (f"Scale: objects of {auto_scale['object_diameter_px']:.1f} px (auto) were rescaled "
+                f"x{auto_scale['factor']:.2f}") in auto.notes
     with pytest.raises(gr.Error, match="not both"):
         shipped_handlers.segment(str(example), model_name="nuclei", object_diameter=20, auto_scale=True)

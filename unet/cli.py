@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from unet.runtime.errors import UserError
+from unet.runtime.scale import AUTO_SCALE_TOLERANCE_TEXT
 
 if TYPE_CHECKING:
     from unet.runtime.metadata import ModelMetadata
@@ -86,7 +87,7 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
                        "they match the diameter the model was trained for")
     scale.add_argument("--auto-scale", action="store_true",
                        help="estimate that diameter with a first pass, and segment again at the "
-                       "trained scale when it is off by more than 25%%")
+                       f"trained scale when it is off by more than {AUTO_SCALE_TOLERANCE_TEXT}%")
 
 
 def segment_options(args: argparse.Namespace, metadata: ModelMetadata) -> SegmentOptions:

@@ -29,6 +29,17 @@ class LabelledSet:
         )
 
 
+def folder_stem(folder: str, stem: str) -> str:
+    """How a stem is recorded when a model trains on several folders: `FOLDER/stem`."""
+    return f"{folder}/{stem}"
+
+
+def split_folder_stem(stem: str) -> tuple[str, str]:
+    """`FOLDER/stem` -> (FOLDER, stem); a stem of a one-folder training -> ("", stem)."""
+    folder, separator, own = stem.partition("/")
+    return (folder, own) if separator else ("", stem)
+
+
 def labelled_folder(metadata: ModelMetadata, data: Path, stems: list[str] | None = None) -> LabelledSet:
     """A folder dataset as targets for this model (instance ids become 3-class targets)."""
     from unet.data.folder import load_folder
@@ -78,7 +89,7 @@ def _recorded_folders_split(
 
     by_folder: dict[str, list[str]] = {}
     for stem in stems:
-        folder_name, _, own_stem = stem.partition("/")
+        folder_name, own_stem = split_folder_stem(stem)
         by_folder.setdefault(folder_name, []).append(own_stem)
     loaded = {}
     for recorded in training["data"]:
@@ -92,7 +103,7 @@ def _recorded_folders_split(
             return None
         for sample in load_folder(data, None if metadata.mode == "instance" else metadata.num_classes,
                                   by_folder[name]):
-            loaded[f"{name}/{sample.stem}"] = sample
+            loaded[folder_stem(name, sample.stem)] = sample
     chosen = [loaded[stem] for stem in stems]
     return labelled(metadata, [s.image for s in chosen], [s.labels for s in chosen])
 

@@ -20,6 +20,8 @@ from unet.runtime.metadata import ModelMetadata
 
 # A first pass whose objects are within this factor of the trained diameter is kept as it is.
 AUTO_SCALE_TOLERANCE = 1.25
+# The same, as help texts and the app say it.
+AUTO_SCALE_TOLERANCE_TEXT = f"{AUTO_SCALE_TOLERANCE - 1:.0%}"
 # Rescaling never goes beyond these factors (an estimate from a handful of specks is no guide).
 SCALE_LIMITS = (0.125, 8.0)
 # Measured factors are rounded to powers of 2 ** (1 / STEPS_PER_OCTAVE) (9% apart, well inside

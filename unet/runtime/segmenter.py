@@ -115,7 +115,8 @@ class Segmenter:
         object_diameter: the objects' diameter in this image's pixels; the image is rescaled
             so they match the trained diameter, then tiled (see `unet.runtime.scale`).
         auto_scale: estimate that diameter with a first pass; a second pass runs only when
-            the first pass's objects are off the trained diameter by more than 25%.
+            the first pass's objects are off the trained diameter by more than
+            AUTO_SCALE_TOLERANCE (unet.runtime.scale).
         """
         if object_diameter is not None and auto_scale:
             raise UserError("give an object diameter or ask for auto-scale, not both")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unet.data.splits import folder_stem, split_folder_stem
 from unet.data.synthetic import SyntheticSpec
 from unet.runtime.atomic import atomic_path, atomic_write_text
 from unet.runtime.errors import UserError
@@ -178,9 +179,9 @@ def _folder_samples(config: TrainConfig):
     num_classes = len(config.class_names) if config.class_names and config.mode == "semantic" else None
     by_stem = {}
     for folder in folders:
-        prefix = f"{folder.name}/" if len(folders) > 1 else ""
         for sample in load_folder(folder, num_classes=num_classes):
-            by_stem[prefix + sample.stem] = (sample.image, sample.labels)
+            stem = folder_stem(folder.name, sample.stem) if len(folders) > 1 else sample.stem
+            by_stem[stem] = (sample.image, sample.labels)
     images = [image for image, _ in by_stem.values()]
     channels = config.channels or (3 if any(image.ndim == 3 for image in images) else 1)
     if config.class_names:
@@ -205,7 +206,7 @@ def balanced_by_folder(stems: list[str]) -> list[str]:
     """
     by_folder: dict[str, list[str]] = {}
     for stem in stems:
-        by_folder.setdefault(stem.partition("/")[0] if "/" in stem else "", []).append(stem)
+        by_folder.setdefault(split_folder_stem(stem)[0], []).append(stem)
     if len(by_folder) < 2:
         return stems
     largest = max(len(group) for group in by_folder.values())

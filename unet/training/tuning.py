@@ -13,7 +13,7 @@ import dataclasses
 from itertools import product
 from pathlib import Path
 
-from unet.data.splits import recorded_split
+from unet.data.splits import recorded_split, split_folder_stem
 from unet.runtime.errors import UserError
 from unet.runtime.evaluation import format_instance_scores, score_segmentations
 from unet.runtime.metadata import InstanceParams, load_metadata, metadata_path_for, save_metadata
@@ -33,7 +33,7 @@ def tune_instance_params(
     if training is None:
         raise UserError(f"{model} records no reproducible training split to tune on")
     stems = list(metadata.training["train_stems"])[: len(training.images)]
-    folder_of = [stem.partition("/")[0] if "/" in stem else "" for stem in stems]
+    folder_of = [split_folder_stem(stem)[0] for stem in stems]
     groups = {folder: [i for i, own in enumerate(folder_of) if own == folder]
               for folder in sorted(set(folder_of))}
     outputs = []
