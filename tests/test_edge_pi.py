@@ -26,7 +26,9 @@ ROOTFS = Path(os.environ.get("PIEMU_ROOTFS", Path(os.environ.get("TMPDIR", "/tmp
 VENV = "/opt/tflrt"
 LITERT_VENV = "/opt/litert"
 MODELS = ("nuclei", "brain-tissue", "shapes")
-VARIANTS = ("int8", "float32", "portable")
+# float32 on tflite-runtime agreed on 100% of pixels in every run; the quantised files are the ones
+# whose kernels differ between architectures.
+VARIANTS = ("int8", "portable")
 MIN_AGREEMENT = 0.995
 
 
