@@ -14,11 +14,12 @@ WORKDIR /home/app/unet-edge
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
-# The browser backend's npm modules (LiteRT.js), as web/package-lock.json pins them; node is
-# needed only to install them, so it is removed again in the same layer.
+# The browser backend's npm modules (LiteRT.js; not the test-only devDependencies), as
+# web/package-lock.json pins them; node is needed only to install them, so it is removed again
+# in the same layer.
 COPY web/package.json web/package-lock.json web/
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm \
-    && (cd web && npm ci --no-audit --no-fund --loglevel=error) \
+    && (cd web && npm ci --omit=dev --no-audit --no-fund --loglevel=error) \
     && apt-get purge -y -q nodejs npm && apt-get autoremove -y -q && rm -rf /var/lib/apt/lists/* /root/.npm
 
 COPY --chown=app:app unet/ unet/

@@ -5,7 +5,6 @@ than 100 MB while it handles it, and a well-formed result afterwards still works
 """
 
 import base64
-import io
 import json
 import threading
 import time
@@ -15,21 +14,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 from served_app import launched_app
+
+from tests.test_browser_files import png_data_url as png_url
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "assets" / "examples" / "shapes-generated-0.png"  # 160x160, 4 classes
 MAX_GROWTH_BYTES = 100 * 1024 * 1024
-
-
-def png_url(values: np.ndarray) -> str:
-    rgba = np.zeros((*values.shape, 4), np.uint8)
-    rgba[..., 0], rgba[..., 1], rgba[..., 3] = values & 255, values >> 8, 255
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def huge_png_url(width: int, height: int) -> str:
