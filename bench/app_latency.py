@@ -52,11 +52,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(arguments: list[str], log_path: Path):
-    """A server started as `python ARGUMENTS` on a free port; yields (url, process)."""
+def server(arguments: list[str], log_path: Path, extra_env: dict[str, str] | None = None):
+    """A server started as `python ARGUMENTS` on a free port; yields (url, process).
+
+    The one way the benchmarks and the tests start the app, as every deployment does (its own
+    process, port from GRADIO_SERVER_PORT); the log goes to a file, since an unread pipe fills
+    up and blocks the server's next write.
+    """
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+           "TF_CPP_MIN_LOG_LEVEL": "2", **(extra_env or {})}
     with log_path.open("w") as log:
         process = subprocess.Popen([sys.executable, *arguments], cwd=REPO, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)

@@ -17,14 +17,15 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from bench.app_latency import server
 from bench.results_file import machine, write_results
 from unet.runtime.backends import LiteRTBackend
 from unet.runtime.imageio import image_files, read_image
@@ -67,18 +68,14 @@ PHASES = """async ([model, variant, threads, calls]) => {
 VARIANTS = (BROWSER_VARIANT, "float32")
 
 
-def start_app(port: int) -> subprocess.Popen:
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def wait_for_app(url: str, process) -> None:
     deadline = time.time() + 120
-    while time.time() < deadline:
+    while time.time() < deadline and process.poll() is None:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/unet-edge/config.json", timeout=2)
-            return process
+            urllib.request.urlopen(f"{url}unet-edge/config.json", timeout=2)
+            return
         except OSError:
             time.sleep(0.5)
-    process.kill()
     raise SystemExit("the app did not start within 120 s")
 
 
@@ -213,20 +210,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.browser", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--calls", type=int, default=5)
-    parser.add_argument("--port", type=int, default=7871)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "browser.json")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
     threads = os.cpu_count() or 1
-    process = start_app(args.port)
-    try:
+    with tempfile.TemporaryDirectory() as workdir, \
+            server([str(REPO / "app.py")], Path(workdir) / "app.log") as (url, process):
+        wait_for_app(url, process)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{args.port}/", wait_until="load")
+            page.goto(url, wait_until="load")
             page.wait_for_function("window.unetEdge !== undefined && window.crossOriginIsolated",
                                    timeout=60_000)
             rows = [bench_model(page, path, args.rounds, args.calls, threads)
@@ -235,16 +232,13 @@ def main(argv: list[str] | None = None) -> int:
             with_camera = browser.new_context(permissions=["camera"],
                                               viewport={"width": 1400, "height": 2400})
             live_page = with_camera.new_page()
-            live_page.goto(f"http://127.0.0.1:{args.port}/", wait_until="load")
+            live_page.goto(url, wait_until="load")
             live_page.wait_for_function("window.unetEdge !== undefined && window.crossOriginIsolated",
                                         timeout=60_000)
             live = [live_camera(live_page, load_metadata(path).name)
                     for path in model_metadata_files(REPO / "assets")]
             version = browser.version
             browser.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
     results = {"machine": machine(), "browser": f"Chromium {version} (headless)", "threads": threads,
                "rounds": args.rounds, "calls": args.calls, "models": rows, "live": live,
                "live_preview": preview}

@@ -14,8 +14,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from app import ASSETS, Handlers, ResultFiles, build_demo, serve
-from unet.runtime.compare import Comparison, ModelCatalog
+from app import ASSETS, WEB, build_demo
+from unet.serve.compare import Comparison, ModelCatalog
+from unet.serve.handlers import Handlers, ResultFiles
+from unet.serve.launch import serve
 
 
 class FloorHandlers(Handlers):
@@ -43,7 +45,7 @@ class FloorHandlers(Handlers):
 
 def main(image_path: str, model_name: str) -> None:
     catalog = ModelCatalog(ASSETS)
-    serve(build_demo(catalog, FloorHandlers(catalog, image_path, model_name)))
+    serve(build_demo(catalog, FloorHandlers(catalog, image_path, model_name)), catalog, WEB)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,8 @@ def trained_and_exported(tmp_path_factory):
 def app_handlers(trained_and_exported, tmp_path):
     """The app's handlers on the session's trained and exported model."""
     pytest.importorskip("gradio")
-    from app import Handlers
-    from unet.runtime.compare import ModelCatalog
+    from unet.serve.compare import ModelCatalog
+    from unet.serve.handlers import Handlers
 
     folder, _, _ = trained_and_exported
     return Handlers(ModelCatalog(folder.parent), downloads=tmp_path / "downloads")
@@ -63,8 +63,9 @@ def app_handlers(trained_and_exported, tmp_path):
 def shipped_handlers(tmp_path):
     """The app's handlers on the shipped models (nothing is trained)."""
     pytest.importorskip("gradio")
-    from app import ASSETS, Handlers
-    from unet.runtime.compare import ModelCatalog
+    from app import ASSETS
+    from unet.serve.compare import ModelCatalog
+    from unet.serve.handlers import Handlers
 
     return Handlers(ModelCatalog(ASSETS), downloads=tmp_path / "downloads")
 

@@ -75,15 +75,15 @@ def test_segment_handler_gives_clear_errors(shipped_handlers, tmp_path):
 
 
 def test_request_folders_older_than_their_lifetime_are_removed(tmp_path):
-    import app
-    from unet.runtime.compare import ModelCatalog
+    from unet.serve import handlers as serving
+    from unet.serve.compare import ModelCatalog
 
-    handlers = app.Handlers(ModelCatalog(tmp_path / "no-models"), downloads=tmp_path)
+    handlers = serving.Handlers(ModelCatalog(tmp_path / "no-models"), downloads=tmp_path)
     expired, recent = tmp_path / "expired", tmp_path / "recent"
     for folder in (expired, recent):
         folder.mkdir()
         (folder / "mask.png").write_bytes(b"png")
-    long_ago = time.time() - app.DOWNLOAD_LIFETIME_S - 5
+    long_ago = time.time() - serving.DOWNLOAD_LIFETIME_S - 5
     os.utime(expired, (long_ago, long_ago))
     first = handlers.request_folder()
     assert not expired.exists() and recent.exists() and first.is_dir() and first.parent == tmp_path
@@ -94,10 +94,10 @@ def test_request_folders_older_than_their_lifetime_are_removed(tmp_path):
 
 
 def test_large_uploads_are_downscaled_with_a_note(tmp_path):
-    import app
-    from unet.runtime.compare import ModelCatalog
+    from unet.serve.compare import ModelCatalog
+    from unet.serve.handlers import Handlers
 
-    handlers = app.Handlers(ModelCatalog(tmp_path / "no-models"), downloads=tmp_path, max_pixels=10_000)
+    handlers = Handlers(ModelCatalog(tmp_path / "no-models"), downloads=tmp_path, max_pixels=10_000)
     image, notes = handlers.load_upload(str(synthetic_png(tmp_path / "big.png", 2, (400, 300))))
     assert image.shape[0] * image.shape[1] <= 10_000
     assert "downscaled" in notes[0] and "300x400" in notes[0]
@@ -245,7 +245,7 @@ def test_dockerfile_installs_what_the_readme_and_spaces_use():
     assert 'python_version: "3.11"' in front_matter
     # The browser backend: WASM threads need cross-origin isolation; Spaces sends exactly the
     # headers the app's own middleware sends.
-    from unet.runtime.browser import ISOLATION_HEADERS
+    from unet.serve.browser import ISOLATION_HEADERS
 
     block = front_matter.split("custom_headers:\n")[1].split("\n")
     spaces_headers = dict(line.strip().split(": ", 1) for line in block if line.startswith("  "))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet.runtime.browser import MODULE_FILES, device_segmentation, module_sources
 from unet.runtime.errors import UserError
+from unet.serve.browser import MODULE_FILES, device_segmentation, module_sources
 
 REPO = Path(__file__).resolve().parents[1]
 

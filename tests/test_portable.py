@@ -240,8 +240,8 @@ def test_a_one_channel_sigmoid_model_round_trips_through_mediapipe(simple_unet_e
 
 
 def test_the_app_compares_the_portable_file_with_int8_each_fed_what_it_takes():
-    from unet.runtime.compare import ModelCatalog, compare
     from unet.runtime.variants import litert
+    from unet.serve.compare import ModelCatalog, compare
 
     catalog = ModelCatalog(ASSETS)
     assert litert(PORTABLE_VARIANT).label in catalog.model("shapes").backends

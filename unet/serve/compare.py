@@ -135,15 +135,28 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
     def table(self) -> list[list]:
-        """Rows: backend, p50 ms, p95 ms, file size, and the count for instance models."""
-        rows = []
-        for result in self.results:
-            row = [result.backend, round(result.latency["p50_ms"], 2), round(result.latency["p95_ms"], 2),
-                   f"{result.file_size / 1024:.0f} KiB"]
-            if result.segmentation.instance_labels is not None:
-                row.append(result.segmentation.instance_count)
-            rows.append(row)
-        return rows
+        """One `table_row` per backend."""
+        return [table_row(result.backend, result.latency["p50_ms"], result.latency["p95_ms"],
+                          result.file_size, result.segmentation.instance_count) for result in self.results]
+
+
+def table_headers(metadata: ModelMetadata) -> list[str]:
+    """The latency table's columns: the instance count only for instance models."""
+    instances = ["instances"] if metadata.mode == "instance" else []
+    return ["backend", "p50 ms", "p95 ms", "file size", *instances]
+
+
+def table_row(backend: str, p50_ms: float, p95_ms: float, size_bytes: int, instances: int | None) -> list:
+    """One row of the latency table, under `table_headers`."""
+    row = [backend, round(p50_ms, 2), round(p95_ms, 2), f"{size_bytes / 1024:.0f} KiB"]
+    return row if instances is None else [*row, instances]
+
+
+def agreement_sentence(agreed: dict) -> str:
+    """How two segmentations agree, as the page says it: pixels, mean IoU, and matched instances."""
+    return (f"{100 * agreed['pixel_agreement']:.2f}% of pixels agree, mean IoU {agreed['mean_iou']:.4f}"
+            + (f", matched-instance F1 {agreed['matched_instance_f1']:.4f}" if "matched_instance_f1" in agreed
+               else ""))
 
 
 def compare(
@@ -235,10 +248,8 @@ def compare_device(
     agreed = agreement(metadata, [reference], [on_device])
     overlay = segmentation_overlay(image, on_device, metadata.class_colours, opacity)
     disagreement = disagreement_overlay(image, reference.class_mask, on_device.class_mask)
-    row = [device.backend, round(device.p50_ms, 2), round(device.p95_ms, 2),
-           f"{catalog.browser_file_size(model_name) / 1024:.0f} KiB"]
-    if metadata.mode == "instance":
-        row.append(on_device.instance_count)
+    row = table_row(device.backend, device.p50_ms, device.p95_ms, catalog.browser_file_size(model_name),
+                    on_device.instance_count)
     summary = {"backend": device.backend, "p50_ms": device.p50_ms, "p95_ms": device.p95_ms,
                "reference": reference_backend, "agreement": agreed,
                **({"instance_count": on_device.instance_count} if metadata.mode == "instance" else {})}
