@@ -70,15 +70,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @dataclass
 class ExportOptions:
+    """Every export setting, and the one place its default is defined (the command line reads them)."""
+
     variants: tuple[str, ...]
-    calib: Path | None
-    calib_n: int
-    eval_data: Path | None
-    eval_n: int
-    max_iou_drop: float
-    float_layers: tuple[str, ...]
-    latency_runs: int
-    worst_layers: int
+    calib: Path | None = None
+    calib_n: int = 200
+    eval_data: Path | None = None
+    eval_n: int = 64
+    max_iou_drop: float = 0.02
+    float_layers: tuple[str, ...] = ()
+    latency_runs: int = 30
+    worst_layers: int = 8
     command: str = "python export/to_tflite.py"
     rewrite: bool = True
     search_float_layers: bool = False
@@ -87,7 +89,7 @@ class ExportOptions:
     min_pixel_agreement: float = 0.995
     float_tensors: tuple[str, ...] = ()
 
-    def gate(self, report: dict) -> list[str]:
+    def gate(self, report: dict) -> GateVerdict:
         return gate(report, self.max_iou_drop, self.min_pixel_agreement)
 
 
@@ -141,7 +143,9 @@ def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[s
         report["latency"] = measure(job, converted, backends)
     describe(job, report, converted)
     add_size_ratios(report)
-    failures = options.gate(report)
+    verdict = options.gate(report)
+    verdict.record(report)
+    failures = verdict.failures
     commit(job, report, converted)
     return report, failures
 
@@ -356,7 +360,7 @@ def analyse_quantisation(
     print("-- quantisation debugger")
     statistics = layer_statistics(saved_model, job.representative)
     report["worst_layers"] = statistics[: options.worst_layers]
-    if options.search_float_layers and "int8" in report["variants"] and options.gate(report):
+    if options.search_float_layers and "int8" in report["variants"] and options.gate(report).failures:
         search_float_layers(job, saved_model, workdir, statistics, report, converted, backends)
 
 
@@ -421,12 +425,14 @@ def try_float_tensors(
     row, backend = score(job, candidate)
     row["float_tensors"] = tensors
     report["variants"]["int8"] = row
-    passed = not [failure for failure in job.options.gate(report) if ": int8 " in failure]
+    verdict = job.options.gate(report)
+    passed = not [failure for failure in verdict.failures if ": int8 " in failure]
+    drop = verdict.drops["int8"]
     p50 = p50_ms(backend, tensor)
     print(f"   {len(tensors)} tensors in float: {len(tflite_bytes) / 1024:.0f} KiB, p50 {p50:.2f} ms, "
-          f"drop {row['mean_iou_drop']:.4f}: {'passes' if passed else 'fails'}")
+          f"drop {drop:.4f}: {'passes' if passed else 'fails'}")
     step = {"float_tensors": tensors, "size_bytes": len(tflite_bytes), "p50_ms": p50,
-            "mean_iou_drop": row["mean_iou_drop"], "passed": passed}
+            "mean_iou_drop": drop, "passed": passed}
     return candidate, backend, step
 
 
@@ -487,43 +493,58 @@ def add_size_ratios(report: dict) -> None:
         row["size_ratio_to_float32"] = round(row["size_bytes"] / float_size, 4) if float_size else None
 
 
-def gate(report: dict, max_iou_drop: float, min_pixel_agreement: float = 0.995) -> list[str]:
-    """Quantised variants that lost more than `max_iou_drop` against float.
+@dataclass(frozen=True)
+class GateVerdict:
+    """What the accuracy gate decided: each quantised variant's drop, by one measure, and the failures."""
+
+    max_iou_drop: float
+    measure: str | None
+    drops: dict[str, float]
+    failures: list[str]
+
+    def record(self, report: dict) -> None:
+        """Write the verdict into the report: each variant's drop and measure, and `checks`."""
+        for variant, drop in self.drops.items():
+            report["variants"][variant].update(mean_iou_drop=drop, gate_measure=self.measure)
+        report["checks"] = {"max_iou_drop": self.max_iou_drop, "failures": self.failures,
+                            "measure": self.measure}
+
+
+def gate(report: dict, max_iou_drop: float, min_pixel_agreement: float = 0.995) -> GateVerdict:
+    """Quantised variants that lost more than `max_iou_drop` against float; the report is only read.
 
     With labels: mean IoU against ground truth, float minus quantised. Without: 1 - mean IoU
     against the float model's masks over the classes with at least MIN_CLASS_SUPPORT of the
     pixels (a near-empty class cannot fail the gate alone), and pixel agreement of at least
     `min_pixel_agreement`.
     """
-    failures = []
     keras_accuracy = report["keras"].get("accuracy")
+    if keras_accuracy is not None:
+        measure = "mean IoU against ground truth"
+    else:
+        measure = (f"mean IoU against the Keras float masks over classes with at least "
+                   f"{MIN_CLASS_SUPPORT:.0%} of the pixels")
+    failures, drops = [], {}
     for variant, row in report["variants"].items():
         if variant not in QUANTISED_VARIANTS:
             continue
         agreed = row["agreement_with_keras"]
         if keras_accuracy is not None:
             drop = keras_accuracy["mean_iou"] - row["accuracy"]["mean_iou"]
-            measure_name = "mean IoU against ground truth"
         else:
             drop = 1.0 - agreed["supported_mean_iou"]
-            measure_name = (f"mean IoU against the Keras float masks over classes with at least "
-                            f"{MIN_CLASS_SUPPORT:.0%} of the pixels")
             if agreed["pixel_agreement"] < min_pixel_agreement:
                 failures.append(f"{report['model']}: {variant} agrees with float on "
                                 f"{agreed['pixel_agreement']:.2%} of pixels (at least "
                                 f"{min_pixel_agreement:.1%} needed without labels)")
-        row["mean_iou_drop"] = drop
-        row["gate_measure"] = measure_name
+        drops[variant] = drop
         if drop > max_iou_drop:
             failures.append(
-                f"{report['model']}: {variant} {measure_name} is {drop:.4f} below float "
+                f"{report['model']}: {variant} {measure} is {drop:.4f} below float "
                 f"(allowed {max_iou_drop}); try --search-float-layers, or --float-layers with the "
                 "worst layers in the report"
             )
-    report["checks"] = {"max_iou_drop": max_iou_drop, "failures": failures,
-                        "measure": next((row["gate_measure"] for row in report["variants"].values()
-                                         if "gate_measure" in row), None)}
-    return failures
+    return GateVerdict(max_iou_drop, measure if drops else None, drops, failures)
 
 
 def describe(job: ExportJob, report: dict, converted: list[ConvertedVariant]) -> None:
@@ -571,22 +592,24 @@ def parse_args(argv: list[str] | None) -> tuple[list[Path], ExportOptions]:
                         help=f"comma-separated variants from {','.join(VARIANTS)} (default: "
                         f"{','.join(DEFAULT_VARIANTS)}; for the shipped models {','.join(SHIPPED_VARIANTS)})")
     parser.add_argument("--calib", type=Path, help="calibration images (folder, or a dataset's images/)")
-    parser.add_argument("--calib-n", type=int, default=200)
+    defaults = ExportOptions(variants=DEFAULT_VARIANTS)
+    parser.add_argument("--calib-n", type=int, default=defaults.calib_n)
     parser.add_argument("--eval", dest="eval_data", type=Path,
                         help="labelled held-out folder dataset (default: the recorded validation split)")
-    parser.add_argument("--eval-n", type=int, default=64, help="at most this many held-out images")
-    parser.add_argument("--max-iou-drop", type=float, default=0.02)
-    parser.add_argument("--min-pixel-agreement", type=float, default=0.995,
+    parser.add_argument("--eval-n", type=int, default=defaults.eval_n,
+                        help="at most this many held-out images")
+    parser.add_argument("--max-iou-drop", type=float, default=defaults.max_iou_drop)
+    parser.add_argument("--min-pixel-agreement", type=float, default=defaults.min_pixel_agreement,
                         help="without labels: the share of pixels int8 must agree on with float")
     parser.add_argument("--float-layers", default="", help="Keras layer names kept in float in int8")
-    parser.add_argument("--latency-runs", type=int, default=30)
-    parser.add_argument("--worst-layers", type=int, default=8)
+    parser.add_argument("--latency-runs", type=int, default=defaults.latency_runs)
+    parser.add_argument("--worst-layers", type=int, default=defaults.worst_layers)
     parser.add_argument("--search-float-layers", action="store_true",
                         help="if int8 fails the gate, keep its worst-quantised tensors in float, "
                         "1, 2, 4, ... at a time, until it passes (saved in the metadata)")
-    parser.add_argument("--search-max-size-ratio", type=float, default=0.6,
+    parser.add_argument("--search-max-size-ratio", type=float, default=defaults.search_max_size_ratio,
                         help="stop the search when int8 would be larger than this share of float32")
-    parser.add_argument("--search-max-latency-ratio", type=float, default=1.0,
+    parser.add_argument("--search-max-latency-ratio", type=float, default=defaults.search_max_latency_ratio,
                         help="stop the search when int8 would be slower than this times float32")
     parser.add_argument("--no-rewrite", dest="rewrite", action="store_false",
                         help="convert the model as it is, without rewriting layers whose TFLite "

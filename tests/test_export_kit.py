@@ -38,16 +38,17 @@ def test_a_near_empty_class_cannot_fail_the_unlabelled_gate_alone():
     # Background and one object class agree; a class with 0.01% of the pixels does not.
     report = unlabelled_report(0.998, [0.995, 0.99, 0.3], [600_000, 399_900, 100])
     assert report["variants"]["int8"]["agreement_with_keras"]["mean_iou"] < 0.98  # the old gate: fail
-    assert gate(report, 0.02) == []
-    assert "at least 1% of the pixels" in report["checks"]["measure"]
+    verdict = gate(report, 0.02)
+    assert verdict.failures == [] and "checks" not in report
+    assert "at least 1% of the pixels" in verdict.measure
 
 
 def test_the_unlabelled_gate_fails_on_low_agreement_or_a_well_supported_class():
     low_agreement = unlabelled_report(0.99, [0.995, 0.99, 0.99], [600, 390, 10])
-    assert any("agrees with float on 99.00%" in f for f in gate(low_agreement, 0.02))
+    assert any("agrees with float on 99.00%" in f for f in gate(low_agreement, 0.02).failures)
     bad_class = unlabelled_report(0.997, [0.995, 0.90, 1.0], [600, 390, 10])
     # All three classes hold at least 1%: 1 - mean(0.995, 0.90, 1.0) = 0.035.
-    assert any("is 0.0350 below float" in f for f in gate(bad_class, 0.02))
+    assert any("is 0.0350 below float" in f for f in gate(bad_class, 0.02).failures)
 
 
 @pytest.mark.slow
