@@ -3,7 +3,7 @@
 
 import {resizeNearest} from './imageio.js';
 import {instancesFromProbabilities} from './instances.js';
-import {resizeBilinearPlane} from './preprocess.js';
+import {resizeChannels} from './preprocess.js';
 
 /**
  * @typedef {import('./instances.js').InstanceParams} InstanceParams
@@ -71,16 +71,8 @@ export function segmentProbabilities(probabilities, metadata, size, threshold = 
     return {classMask: resizeNearest(classMask, h, w, height, width), instanceLabels: resizedLabels,
       height, width, instanceCount: countIds(resizedLabels)};
   }
-  let resized = probabilities;
-  if (height !== h || width !== w) {
-    resized = new Float32Array(height * width * channels);
-    for (let c = 0; c < channels; c++) {
-      const plane = new Float32Array(h * w);
-      for (let p = 0; p < h * w; p++) plane[p] = probabilities[p * channels + c];
-      const big = resizeBilinearPlane(plane, h, w, height, width);
-      for (let p = 0; p < height * width; p++) resized[p * channels + c] = big[p];
-    }
-  }
+  const resized = height === h && width === w ? probabilities
+    : resizeChannels(probabilities, h, w, channels, height, width);
   let classMask;
   if (channels === 1) {
     const cut = Math.fround(threshold ?? metadata.threshold);

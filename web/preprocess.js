@@ -171,12 +171,28 @@ export function preprocess(pixels, metadata) {
   const prepared = toChannels(normaliseIntensities(pixels, metadata.normalisation), height * width,
     pixels.channels, channels);
   const [outHeight, outWidth] = metadata.input_size;
-  const tensor = new Float32Array(outHeight * outWidth * channels);
-  for (let c = 0; c < channels; c++) {
-    const plane = new Float32Array(height * width);
-    for (let p = 0; p < height * width; p++) plane[p] = prepared[p * channels + c];
-    const resized = resizeBilinearPlane(plane, height, width, outHeight, outWidth);
-    for (let p = 0; p < outHeight * outWidth; p++) tensor[p * channels + c] = resized[p];
-  }
+  const tensor = resizeChannels(prepared, height, width, channels, outHeight, outWidth);
   return {tensor, shape: [1, outHeight, outWidth, channels], originalSize: [height, width]};
+}
+
+/**
+ * Interleaved (H, W, C) values resized channel by channel, as Pillow's bilinear "F" mode
+ * (resize_array): the tensor's resize here, the probabilities' in postprocess.js.
+ * @param {Float32Array} values (H*W*C)
+ * @param {number} height
+ * @param {number} width
+ * @param {number} channels
+ * @param {number} outHeight
+ * @param {number} outWidth
+ * @returns {Float32Array} (outHeight*outWidth*C)
+ */
+export function resizeChannels(values, height, width, channels, outHeight, outWidth) {
+  const resized = new Float32Array(outHeight * outWidth * channels);
+  const plane = new Float32Array(height * width);
+  for (let c = 0; c < channels; c++) {
+    for (let p = 0; p < height * width; p++) plane[p] = values[p * channels + c];
+    const big = resizeBilinearPlane(plane, height, width, outHeight, outWidth);
+    for (let p = 0; p < outHeight * outWidth; p++) resized[p * channels + c] = big[p];
+  }
+  return resized;
 }

@@ -4,7 +4,7 @@
 
 import {LiteRtJsBackend} from './backend.js';
 import {segmentProbabilities} from './postprocess.js';
-import {preprocess} from './preprocess.js';
+import {percentile, preprocess} from './preprocess.js';
 
 /**
  * @typedef {import('./postprocess.js').ModelMetadata} ModelMetadata
@@ -14,13 +14,25 @@ import {preprocess} from './preprocess.js';
  *            timingsMs: {preprocess: number, model: number, postprocess: number}}} SegmentResult
  */
 
-/** numpy.percentile's linear interpolation, as timing.percentiles_ms. */
+/** numpy.percentile of latencies, as timing.percentiles_ms. */
 export function percentileOf(/** @type {number[]} */ values, /** @type {number} */ percent) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const position = (sorted.length - 1) * percent / 100;
-  const low = Math.floor(position);
-  const high = Math.min(low + 1, sorted.length - 1);
-  return sorted[low] + (sorted[high] - sorted[low]) * (position - low);
+  return percentile(Float64Array.from(values).sort(), percent);
+}
+
+/**
+ * `calls` timed calls of `run`, each awaited: milliseconds per call, as Segmenter.timed_run.
+ * @param {() => Promise<unknown>} run
+ * @param {number} calls
+ * @returns {Promise<number[]>}
+ */
+export async function timedCalls(run, calls) {
+  const latenciesMs = [];
+  for (let i = 0; i < calls; i++) {
+    const start = performance.now();
+    await run();
+    latenciesMs.push(performance.now() - start);
+  }
+  return latenciesMs;
 }
 
 export class Segmenter {
@@ -51,12 +63,7 @@ export class Segmenter {
     start = performance.now();
     const probabilities = await this.backend.run(tensor);
     const firstCallMs = performance.now() - start;
-    const latenciesMs = [];
-    for (let i = 0; i < runs; i++) {
-      start = performance.now();
-      await this.backend.run(tensor);
-      latenciesMs.push(performance.now() - start);
-    }
+    const latenciesMs = await timedCalls(() => this.backend.run(tensor), runs);
     start = performance.now();
     const segmentation = segmentProbabilities(probabilities, this.metadata, originalSize, threshold);
     const postprocessMs = performance.now() - start;

@@ -6,7 +6,7 @@ import {LiteRtJsBackend, addImportMap, singleThreadReason} from './backend.js';
 import {decodeImage, resizeNearest} from './imageio.js';
 import {LiveSegmenter} from './live.js';
 import {segmentationOverlay} from './overlay.js';
-import {Segmenter} from './segmenter.js';
+import {Segmenter, timedCalls} from './segmenter.js';
 
 /**
  * What the server tells the page (GET /unet-edge/config.json).
@@ -273,12 +273,7 @@ globalThis.unetEdge = {
   runTensor: async (tensor, options) => {
     const {backend} = await segmenterFor(options.model, options);
     const output = await backend.run(tensor);
-    const latenciesMs = [];
-    for (let i = 0; i < (options.runs ?? 0); i++) {
-      const start = performance.now();
-      await backend.run(tensor);
-      latenciesMs.push(performance.now() - start);
-    }
+    const latenciesMs = await timedCalls(() => backend.run(tensor), options.runs ?? 0);
     return {output, latenciesMs, backend: backend.label, threads: backend.threads};
   },
 };
