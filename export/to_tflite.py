@@ -24,18 +24,17 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from export.job import ConvertedVariant, ExportJob, ExportOptions
 from unet.cli import raise_if_terminated, run_cli
 from unet.data.splits import LabelledSet, labelled_folder, recorded_split
 from unet.runtime.atomic import atomic_write_bytes
 from unet.runtime.backends import KerasBackend, LiteRTBackend, model_call
 from unet.runtime.errors import UserError
 from unet.runtime.evaluation import (
-    MIN_CLASS_SUPPORT,
     agreement,
     score_segmentations,
     segment_all,
@@ -49,7 +48,7 @@ from unet.runtime.metadata import (
     metadata_path_for,
     save_metadata,
 )
-from unet.runtime.preprocess import Segmentation, preprocess
+from unet.runtime.preprocess import preprocess
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.timing import interleaved_latency
 from unet.runtime.variants import (
@@ -66,61 +65,6 @@ from unet.runtime.variants import (
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-@dataclass
-class ExportOptions:
-    """Every export setting, and the one place its default is defined (the command line reads them)."""
-
-    variants: tuple[str, ...]
-    calib: Path | None = None
-    calib_n: int = 200
-    eval_data: Path | None = None
-    eval_n: int = 64
-    max_iou_drop: float = 0.02
-    float_layers: tuple[str, ...] = ()
-    latency_runs: int = 30
-    worst_layers: int = 8
-    command: str = "python export/to_tflite.py"
-    rewrite: bool = True
-    search_float_layers: bool = False
-    search_max_size_ratio: float = 0.6
-    search_max_latency_ratio: float = 1.0
-    min_pixel_agreement: float = 0.995
-    float_tensors: tuple[str, ...] = ()
-
-    def gate(self, report: dict) -> GateVerdict:
-        return gate(report, self.max_iou_drop, self.min_pixel_agreement)
-
-
-@dataclass
-class ExportJob:
-    """Everything the steps share: the model, its metadata, the images and the Keras reference."""
-
-    model_path: Path
-    model: object
-    metadata: ModelMetadata
-    had_metadata: bool
-    options: ExportOptions
-    calibration: list[np.ndarray]
-    held_out: LabelledSet | None
-    images: list[np.ndarray]
-    reference: Segmenter
-    reference_masks: list[Segmentation] = field(default_factory=list)
-
-    def representative(self):
-        for tensor in self.calibration:
-            yield [tensor]
-
-
-@dataclass
-class ConvertedVariant:
-    variant: str
-    final_path: Path
-    staged_path: Path
-    tflite_bytes: bytes
-    convert_seconds: float
-    preprocessing_bytes: bytes | None = None
 
 
 def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[str]]:
@@ -342,9 +286,6 @@ def score(job: ExportJob, converted: ConvertedVariant) -> tuple[dict, LiteRTBack
     return row, backend
 
 
-SEARCH_MAX_STEPS = 8
-
-
 def analyse_quantisation(
     job: ExportJob, saved_model: Path, workdir: Path, report: dict,
     converted: list[ConvertedVariant], backends: dict[str, LiteRTBackend],
@@ -361,99 +302,9 @@ def analyse_quantisation(
     statistics = layer_statistics(saved_model, job.representative)
     report["worst_layers"] = statistics[: options.worst_layers]
     if options.search_float_layers and "int8" in report["variants"] and options.gate(report).failures:
-        search_float_layers(job, saved_model, workdir, statistics, report, converted, backends)
+        from export.float_search import search_float_layers
 
-
-def search_float_layers(
-    job: ExportJob, saved_model: Path, workdir: Path, statistics: list[dict], report: dict,
-    converted: list[ConvertedVariant], backends: dict[str, LiteRTBackend],
-) -> None:
-    """Keep the worst-quantised layers in float, 1, 2, 4, ... at a time, until int8 passes the gate.
-
-    Layers come from `float_groups`. Stops at the first candidate that passes, or when one is
-    larger than `search_max_size_ratio` of float32 or slower than `search_max_latency_ratio`
-    times float32 (then int8 stays as it was). Each step goes into report["float_layer_search"];
-    the passing list into the metadata (variants.int8.float_tensors), for the next export.
-    """
-    options, groups = job.options, float_groups(statistics)
-    float32 = next((c for c in converted if c.variant == "float32"), None)
-    tensor = preprocess(job.images[0], job.metadata)[0]
-    limits = {"size_bytes": options.search_max_size_ratio * len(float32.tflite_bytes) if float32 else None,
-              "p50_ms": options.search_max_latency_ratio * p50_ms(backends["float32"], tensor)
-              if float32 else None}
-    original_row, steps, count = report["variants"]["int8"], [], 1
-    print(f"-- searching float layers: int8 fails the gate; {len(groups)} layers ranked by error")
-    while len(steps) < SEARCH_MAX_STEPS:
-        tensors = sorted({name for group in groups[:count] for name in group})
-        if len(tensors) >= len(statistics):
-            steps.append({"float_tensors": tensors, "stopped": "would keep the whole model in float",
-                          "passed": False, "size_bytes": None, "p50_ms": None, "mean_iou_drop": None})
-            break
-        candidate, backend, step = try_float_tensors(job, saved_model, workdir, tensors, report, tensor)
-        steps.append(step)
-        if step["passed"]:
-            converted[:] = [candidate if c.variant == "int8" else c for c in converted]
-            backends["int8"] = backend
-            break
-        over = [name for name, limit in limits.items() if limit and step[name] > limit]
-        if over:
-            step["stopped"] = "size limit" if "size_bytes" in over else "latency limit"
-            break
-        if count >= len(groups):
-            break
-        count = min(2 * count, len(groups))
-    if not steps[-1]["passed"]:
-        report["variants"]["int8"] = original_row
-    report["float_layer_search"] = {"limits": limits, "max_size_ratio": options.search_max_size_ratio,
-                                    "max_latency_ratio": options.search_max_latency_ratio, "steps": steps}
-
-
-def try_float_tensors(
-    job: ExportJob, saved_model: Path, workdir: Path, tensors: list[str], report: dict, tensor: np.ndarray
-) -> tuple[ConvertedVariant, LiteRTBackend, dict]:
-    """Convert, score and gate int8 with `tensors` in float; leaves its row in the report."""
-    from export.convert import convert_variant
-
-    started = time.perf_counter()
-    tflite_bytes = convert_variant(saved_model, "int8", job.representative, float_tensors=tuple(tensors))
-    raise_if_terminated()
-    final_path = variant_path(job.model_path, "int8")
-    staged = workdir / f"search-{len(tensors)}.{final_path.name}"
-    staged.write_bytes(tflite_bytes)
-    seconds = round(time.perf_counter() - started, 2)
-    candidate = ConvertedVariant("int8", final_path, staged, tflite_bytes, seconds)
-    row, backend = score(job, candidate)
-    row["float_tensors"] = tensors
-    report["variants"]["int8"] = row
-    verdict = job.options.gate(report)
-    passed = not [failure for failure in verdict.failures if ": int8 " in failure]
-    drop = verdict.drops["int8"]
-    p50 = p50_ms(backend, tensor)
-    print(f"   {len(tensors)} tensors in float: {len(tflite_bytes) / 1024:.0f} KiB, p50 {p50:.2f} ms, "
-          f"drop {drop:.4f}: {'passes' if passed else 'fails'}")
-    step = {"float_tensors": tensors, "size_bytes": len(tflite_bytes), "p50_ms": p50,
-            "mean_iou_drop": drop, "passed": passed}
-    return candidate, backend, step
-
-
-def float_groups(statistics: list[dict]) -> list[tuple[str, ...]]:
-    """Tensors to keep in float together, worst first: each erring tensor with the op after it.
-
-    Ranked by absolute RMSE, the error passed on in the activations' own units: a tensor whose
-    range one channel dominates gets a coarse scale and every other channel loses its signal,
-    although its error in quantisation steps looks ordinary. Its consumer (the next op in
-    execution order) joins it: otherwise the consumer quantises the float tensor again, with
-    the same coarse scale.
-    """
-    in_order = sorted(statistics, key=lambda row: row["position"])
-    following = {row["tensor"]: in_order[i + 1]["tensor"] for i, row in enumerate(in_order[:-1])}
-    erring = [row for row in statistics if row["rmse"] > 0]
-    by_error = sorted(erring, key=lambda row: row["rmse"], reverse=True)
-    return [tuple(t for t in (row["tensor"], following.get(row["tensor"])) if t) for row in by_error]
-
-
-def p50_ms(backend: LiteRTBackend, tensor: np.ndarray, runs: int = 10) -> float:
-    return interleaved_latency({backend.name: backend.run}, tensor, runs)[backend.name]["p50_ms"]
+        search_float_layers(job, saved_model, workdir, statistics, report, converted, backends, score)
 
 
 def portable_agreement(job: ExportJob, backends: dict[str, LiteRTBackend]) -> dict:
@@ -491,60 +342,6 @@ def add_size_ratios(report: dict) -> None:
     float_size = report["variants"].get("float32", {}).get("size_bytes")
     for row in report["variants"].values():
         row["size_ratio_to_float32"] = round(row["size_bytes"] / float_size, 4) if float_size else None
-
-
-@dataclass(frozen=True)
-class GateVerdict:
-    """What the accuracy gate decided: each quantised variant's drop, by one measure, and the failures."""
-
-    max_iou_drop: float
-    measure: str | None
-    drops: dict[str, float]
-    failures: list[str]
-
-    def record(self, report: dict) -> None:
-        """Write the verdict into the report: each variant's drop and measure, and `checks`."""
-        for variant, drop in self.drops.items():
-            report["variants"][variant].update(mean_iou_drop=drop, gate_measure=self.measure)
-        report["checks"] = {"max_iou_drop": self.max_iou_drop, "failures": self.failures,
-                            "measure": self.measure}
-
-
-def gate(report: dict, max_iou_drop: float, min_pixel_agreement: float = 0.995) -> GateVerdict:
-    """Quantised variants that lost more than `max_iou_drop` against float; the report is only read.
-
-    With labels: mean IoU against ground truth, float minus quantised. Without: 1 - mean IoU
-    against the float model's masks over the classes with at least MIN_CLASS_SUPPORT of the
-    pixels (a near-empty class cannot fail the gate alone), and pixel agreement of at least
-    `min_pixel_agreement`.
-    """
-    keras_accuracy = report["keras"].get("accuracy")
-    if keras_accuracy is not None:
-        measure = "mean IoU against ground truth"
-    else:
-        measure = (f"mean IoU against the Keras float masks over classes with at least "
-                   f"{MIN_CLASS_SUPPORT:.0%} of the pixels")
-    failures, drops = [], {}
-    for variant, row in report["variants"].items():
-        if variant not in QUANTISED_VARIANTS:
-            continue
-        agreed = row["agreement_with_keras"]
-        if keras_accuracy is not None:
-            drop = keras_accuracy["mean_iou"] - row["accuracy"]["mean_iou"]
-        else:
-            drop = 1.0 - agreed["supported_mean_iou"]
-            if agreed["pixel_agreement"] < min_pixel_agreement:
-                failures.append(f"{report['model']}: {variant} agrees with float on "
-                                f"{agreed['pixel_agreement']:.2%} of pixels (at least "
-                                f"{min_pixel_agreement:.1%} needed without labels)")
-        drops[variant] = drop
-        if drop > max_iou_drop:
-            failures.append(
-                f"{report['model']}: {variant} {measure} is {drop:.4f} below float "
-                f"(allowed {max_iou_drop}); try --search-float-layers, or --float-layers with the "
-                "worst layers in the report"
-            )
-    return GateVerdict(max_iou_drop, measure if drops else None, drops, failures)
 
 
 def describe(job: ExportJob, report: dict, converted: list[ConvertedVariant]) -> None:

@@ -8,7 +8,7 @@ from PIL import Image
 
 pytest.importorskip("tensorflow")
 
-from export.to_tflite import gate
+from export.gate import gate
 from export.to_tflite import main as export_main
 from tests.test_export import keras_io_unet
 
@@ -142,3 +142,14 @@ def test_search_float_layers_makes_a_failing_int8_export_pass_and_is_reproduced(
     assert export_main(common) == 0
     again = json.loads((tmp_path / "wide.export.json").read_text())
     assert again["variants"]["int8"]["float_tensors"] == chosen
+
+
+def test_float_groups_rank_tensors_by_error_and_pair_each_with_its_consumer():
+    """The search's order, alone: worst RMSE first, each erring tensor kept with the op after it."""
+    from export.float_search import float_groups
+
+    statistics = [{"tensor": "conv1", "rmse": 0.02, "position": 0},
+                  {"tensor": "conv2", "rmse": 0.30, "position": 1},
+                  {"tensor": "conv3", "rmse": 0.0, "position": 2},
+                  {"tensor": "logits", "rmse": 0.10, "position": 3}]
+    assert float_groups(statistics) == [("conv2", "conv3"), ("logits",), ("conv1", "conv2")]
