@@ -18,13 +18,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from bench.results_file import machine, write_results
 from unet.runtime.backends import LiteRTBackend, model_call
-from unet.runtime.imageio import read_image, resize_array
+from unet.runtime.imageio import read_image
 from unet.runtime.metadata import ModelMetadata, load_metadata, model_metadata_files
-from unet.runtime.preprocess import RGB8, to_rgb8
+from unet.runtime.preprocess import RGB8, preprocess, to_rgb8
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.timing import interleaved_latency
 from unet.runtime.variants import BROWSER_VARIANT, PORTABLE_VARIANT, variant_path
@@ -65,9 +64,8 @@ def examples_of(metadata: ModelMetadata) -> list[Path]:
 
 
 def at_input_size(image: np.ndarray, metadata: ModelMetadata) -> np.ndarray:
-    """The image as 8-bit RGB at the model's input size: what an app hands MediaPipe after its own resize."""
-    rgb = to_rgb8(image, metadata.normalisation)
-    return resize_array(rgb, metadata.input_size, Image.Resampling.BILINEAR)
+    """The image as 8-bit RGB at the model's input size: the portable file's tensor, (h, w, 3) uint8."""
+    return preprocess(image, metadata, RGB8)[0][0]
 
 
 def compare_example(model_dir: Path, metadata: ModelMetadata, path: Path) -> dict:

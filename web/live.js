@@ -8,6 +8,7 @@
 import {instancesFromProbabilities} from './instances.js';
 import {overlayPixels} from './overlay.js';
 import {argmax, countIds, outputChannels, segmentProbabilities} from './postprocess.js';
+import {LUMA_WEIGHTS} from './preprocess.js';
 
 /**
  * @typedef {import('./postprocess.js').ModelMetadata} ModelMetadata
@@ -15,8 +16,6 @@ import {argmax, countIds, outputChannels, segmentProbabilities} from './postproc
  * @typedef {{grab: number, normalise: number, model: number, postprocess: number, instances: number,
  *            draw: number, frame: number}} FramePhases  milliseconds per phase of one frame
  */
-
-export const LUMA_WEIGHTS = [0.299, 0.587, 0.114];
 
 /**
  * numpy's linear percentile of the values a 256-bin histogram counts, in one pass over the bins.
