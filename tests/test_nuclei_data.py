@@ -155,3 +155,26 @@ def test_instance_brightness_augmentation_scales_each_object_on_its_own():
     first, second = scaled[labels == 1].mean(), scaled[labels == 2].mean()
     assert abs(first - second) > 0.05
     assert np.allclose(scaled[labels == 0], normalised[labels == 0])
+
+
+def test_groups_place_touching_pairs_side_by_side_and_bright_beside_dim():
+    spec = NucleiSpec(count=2, seed=21, size=(192, 192), diameter=(14.0, 16.0), group_size=2, overlap=0.1,
+                      coverage=(0.2, 0.3), side_by_side=True, aspect=(2.5, 3.0), neighbour_contrast=8.0,
+                      defocus=0.0)
+    from unet.runtime.instance_metrics import touching_pairs
+
+    for sample in make_nuclei_dataset(spec):
+        pairs = touching_pairs(sample.instance_labels)
+        regions = {region.label: region for region in regionprops(sample.instance_labels)}
+        assert len(pairs) >= 0.4 * len(regions)
+        elongated = [r for r in regions.values() if r.axis_minor_length > 0
+                     and r.axis_major_length / r.axis_minor_length > 2.0]
+        assert len(elongated) >= 0.6 * len(regions)
+        ratios = [max(sample.brightness[a - 1], sample.brightness[b - 1])
+                  / min(sample.brightness[a - 1], sample.brightness[b - 1]) for a, b in pairs]
+        assert np.median(ratios) == pytest.approx(8.0, rel=0.01)
+
+
+def test_a_group_of_one_is_refused_by_name():
+    with pytest.raises(UserError, match="group_size"):
+        NucleiSpec(group_size=1)

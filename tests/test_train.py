@@ -168,3 +168,26 @@ def test_simple_arch_refuses_multiclass_data(tmp_path):
     with pytest.raises(ValueError, match="simple_unet is binary .* 3 classes"):
         train(config)
     assert np.all([not p.name.endswith(".keras") for p in tmp_path.iterdir()])
+
+
+@pytest.mark.slow
+def test_border_weight_trains_an_instance_model_and_is_recorded_in_its_metadata(tmp_path):
+    from unet.runtime.metadata import load_metadata
+
+    out = tmp_path / "weighted"
+    result = run_train_cli("--synthetic", "--synthetic-count", "16", "--synthetic-touching", "0.8",
+                           "--mode", "instance", "--input-size", "64", "--depth", "2", "--base-filters", "8",
+                           "--epochs", "1", "--batch-size", "4", "--border-weight", "10",
+                           "--border-sigma", "3", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    training = load_metadata(out / "model.json").training
+    assert training["border_weight"] == {"w0": 10.0, "sigma_px": 3.0}
+    loss = float((out / "history.csv").read_text().splitlines()[1].split(",")[2])
+    assert np.isfinite(loss) and loss > 0
+
+
+def test_a_negative_border_weight_is_one_clear_line(tmp_path):
+    result = run_train_cli("--synthetic", "--synthetic-count", "8", "--mode", "instance", "--input-size", "32",
+                           "--border-weight", "-1", "--out", str(tmp_path / "x"))
+    assert result.returncode != 0
+    assert "border weight must be >= 0" in result.stderr and "Traceback" not in result.stderr

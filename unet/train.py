@@ -73,6 +73,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                         metavar="SPREAD",
                         help="instance mode: serve half the images with each object's brightness "
                         "scaled on its own, down to 1/SPREAD (1: off)")
+    parser.add_argument("--border-weight", type=float, default=defaults.border_weight, metavar="W0",
+                        help="weight the cross-entropy with the U-Net paper's map, w_c + W0 * "
+                        "exp(-(d1+d2)^2 / 2 sigma^2), large where touching objects meet (paper: 10; 0: off)")
+    parser.add_argument("--border-sigma", type=float, default=defaults.border_sigma, metavar="PX",
+                        help="sigma of the border weight, in pixels of the training images "
+                        "(default %(default)s)")
+    parser.add_argument("--init-weights", type=Path, default=None, metavar="MODEL.keras",
+                        help="start from this model's weights (same architecture), e.g. to fine-tune a "
+                        "shipped model with another loss; recorded in the metadata")
     parser.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy,
                         help="none: one device; mirrored: every GPU (or logical CPU) of this machine; "
                         "multiworker: the hosts TF_CONFIG names (TensorFlow's MultiWorkerMirroredStrategy): "

@@ -34,8 +34,15 @@ class NucleiSpec:
         log-uniformly; single nuclei vary by `size_jitter` (relative) around it.
     coverage: (min, max) fraction of the image the nuclei aim to cover.
     brightness_spread: the brightest nucleus of an image is up to this many times the dimmest.
+    aspect: (min, max) ratio of each nucleus's long axis to its short one.
     cluster: chance that a nucleus is placed touching one already placed; `overlap` is the
         deepest overlap, as a fraction of the two radii.
+    group_size: 0 places nuclei freely (with `cluster`); n >= 2 places them in groups of n,
+        each touching the one before it: pairs (2) or chains (3 and more).
+    side_by_side: in groups, each nucleus takes the previous one's orientation and lies against
+        its long side (elongated nuclei side by side).
+    neighbour_contrast: in groups, every second nucleus is this many times dimmer than its
+        neighbour (a bright nucleus beside a dim one).
     defocus: fraction of nuclei blurred by up to `defocus_sigma` pixels.
     blur: (min, max) Gaussian sigma of the whole image's optics, in pixels.
     photons: (min, max) expected photon count at the brightest nucleus, drawn log-uniformly.
@@ -50,10 +57,14 @@ class NucleiSpec:
     size: tuple[int, int] = (256, 256)
     diameter: tuple[float, float] = (8.0, 36.0)
     size_jitter: float = 0.2
+    aspect: tuple[float, float] = (1.0, 1.6)
     coverage: tuple[float, float] = (0.1, 0.45)
     brightness_spread: float = 12.0
     cluster: float = 0.5
     overlap: float = 0.25
+    group_size: int = 0
+    side_by_side: bool = False
+    neighbour_contrast: float = 1.0
     defocus: float = 0.25
     defocus_sigma: float = 3.0
     blur: tuple[float, float] = (0.5, 1.5)
@@ -64,7 +75,7 @@ class NucleiSpec:
     haze: float = 0.3
 
     def __post_init__(self) -> None:
-        for name in ("size", "diameter", "coverage", "blur", "photons", "read_noise", "background"):
+        for name in ("size", "diameter", "aspect", "coverage", "blur", "photons", "read_noise", "background"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         low, high = self.diameter
         if not SMALLEST_DIAMETER <= low <= high:
@@ -75,6 +86,11 @@ class NucleiSpec:
             raise UserError(f"diameter {high} px is more than half the image size {self.size}")
         if self.brightness_spread < 1:
             raise UserError(f"brightness_spread must be at least 1, got {self.brightness_spread}")
+        if self.group_size == 1 or self.group_size < 0:
+            raise UserError(f"group_size must be 0 (free placement) or at least 2, got {self.group_size}")
+        if not 1.0 <= self.aspect[0] <= self.aspect[1] or self.neighbour_contrast < 1:
+            raise UserError(f"aspect must satisfy 1 <= min <= max and neighbour_contrast >= 1, got "
+                            f"{self.aspect} and {self.neighbour_contrast}")
 
     def to_dict(self) -> dict:
         return {key: list(value) if isinstance(value, tuple) else value
@@ -136,32 +152,53 @@ def _place_nuclei(rng: np.random.Generator, spec: NucleiSpec) -> list[_Nucleus]:
     target_area = rng.uniform(*spec.coverage) * height * width
     nuclei: list[_Nucleus] = []
     area = 0.0
+    in_group = 0  # how many nuclei the current group holds (group placement only)
     while area < target_area and len(nuclei) < 2000:
         diameter = max(SMALLEST_DIAMETER, typical * math.exp(rng.normal(0.0, spec.size_jitter)))
-        aspect = rng.uniform(1.0, 1.6)
+        aspect = rng.uniform(*spec.aspect)
         semi_major, semi_minor = diameter / 2 * math.sqrt(aspect), diameter / 2 / math.sqrt(aspect)
         radius = diameter / 2
-        wants_contact = bool(nuclei) and rng.random() < spec.cluster
+        if spec.group_size:
+            in_group = in_group % spec.group_size
+            anchor = nuclei[-1] if in_group else None
+            wants_contact = anchor is not None
+        else:
+            anchor = None
+            wants_contact = bool(nuclei) and rng.random() < spec.cluster
+        angle = None
         for _ in range(PLACEMENT_TRIES):
-            if wants_contact:
-                anchor = nuclei[int(rng.integers(len(nuclei)))]
+            if wants_contact and spec.side_by_side:
+                angle = anchor.angle
+                direction = angle + math.pi / 2 * (1 if rng.random() < 0.5 else -1)
+                distance = (anchor.semi_minor + semi_minor) * rng.uniform(1.0 - spec.overlap, 1.05)
+            elif wants_contact:
+                if not spec.group_size:
+                    anchor = nuclei[int(rng.integers(len(nuclei)))]
                 direction = rng.uniform(0, 2 * math.pi)
                 distance = (anchor.radius + radius) * rng.uniform(1.0 - spec.overlap, 1.05)
+            if wants_contact:
                 centre_y = anchor.centre_y + distance * math.sin(direction)
                 centre_x = anchor.centre_x + distance * math.cos(direction)
             else:
                 centre_y, centre_x = rng.uniform(0, height), rng.uniform(0, width)
+            checked = (n for n in nuclei if not (spec.side_by_side and n is anchor))
             if all(math.hypot(centre_y - n.centre_y, centre_x - n.centre_x)
-                   >= (1.0 - spec.overlap) * (radius + n.radius) for n in nuclei):
+                   >= (1.0 - spec.overlap) * (radius + n.radius) for n in checked):
                 break
         else:
             area += math.pi * radius * radius  # no room left at this size: count it, move on
+            in_group = 0
             continue
         brightness = math.exp(rng.uniform(-math.log(spec.brightness_spread), 0.0))
+        if anchor is not None and spec.group_size and spec.neighbour_contrast > 1:
+            brightness = anchor.brightness / spec.neighbour_contrast if in_group % 2 else \
+                anchor.brightness * spec.neighbour_contrast
         defocus = rng.uniform(1.0, spec.defocus_sigma) if rng.random() < spec.defocus else 0.0
+        orientation = rng.uniform(0, math.pi)
         nuclei.append(_Nucleus(centre_y, centre_x, semi_major, semi_minor,
-                               rng.uniform(0, math.pi), brightness, defocus))
+                               orientation if angle is None else angle, brightness, defocus))
         area += math.pi * semi_major * semi_minor
+        in_group += 1
     return nuclei
 
 

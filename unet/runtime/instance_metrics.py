@@ -88,6 +88,32 @@ def match_instances(
     return MatchCounts(true_positive, false_positive, false_negative, matched, n_true, n_predicted)
 
 
+def touching_pairs(instance_labels: np.ndarray) -> np.ndarray:
+    """(P, 2) the id pairs (smaller first) of objects that share an edge (4-connectivity)."""
+    first = np.concatenate([instance_labels[:, :-1].ravel(), instance_labels[:-1, :].ravel()])
+    second = np.concatenate([instance_labels[:, 1:].ravel(), instance_labels[1:, :].ravel()])
+    meeting = (first > 0) & (second > 0) & (first != second)
+    pairs = np.sort(np.stack([first[meeting], second[meeting]], axis=1), axis=1)
+    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+
+
+def touching_pairs_split(
+    true_labels: np.ndarray, predicted_labels: np.ndarray, threshold: float = 0.5
+) -> tuple[int, int]:
+    """(pairs split, touching pairs): a pair of touching true objects is split when each of the
+    two is matched, one to one, by a predicted object at IoU >= `threshold` (so by two)."""
+    pairs = touching_pairs(true_labels)
+    if not len(pairs):
+        return 0, 0
+    iou = iou_matrix(true_labels, predicted_labels)
+    true_ids = np.unique(true_labels[true_labels > 0])
+    matched = np.zeros(int(true_ids.max()) + 1, bool)
+    if iou.shape[1]:
+        rows, columns = linear_sum_assignment(iou, maximize=True)
+        matched[true_ids[rows[iou[rows, columns] >= threshold]]] = True
+    return int((matched[pairs[:, 0]] & matched[pairs[:, 1]]).sum()), len(pairs)
+
+
 def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else 1.0
 

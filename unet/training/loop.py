@@ -136,6 +136,7 @@ def global_batch_loss(loss_terms: tuple[str, ...], targets, probabilities, globa
 
     Cross-entropy: this share's sum over pixels, added across replicas, over the global pixel
     count. Dice: per-channel sums added across replicas. Gradients flow through the additions.
+    targets: (B, H, W, 1) classes, or (B, H, W, 2) classes and each pixel's cross-entropy weight.
     """
     import keras
 
@@ -145,9 +146,14 @@ def global_batch_loss(loss_terms: tuple[str, ...], targets, probabilities, globa
         # The default strategy's all_reduce does not pass gradients; with one replica it is the identity.
         return context.all_reduce("SUM", values) if context.num_replicas_in_sync > 1 else values
 
+    pixel_weights = targets[..., 1] if targets.shape[-1] == 2 else None
+    targets = targets[..., :1]
     loss = 0.0
     if "crossentropy" in loss_terms:
-        pixel_sum = keras.ops.sum(segmentation_crossentropy(targets, probabilities))
+        pixel_losses = segmentation_crossentropy(targets, probabilities)
+        if pixel_weights is not None:
+            pixel_losses = pixel_losses * pixel_weights
+        pixel_sum = keras.ops.sum(pixel_losses)
         loss += added_across_replicas(pixel_sum) / global_pixels
     if "dice" in loss_terms:
         loss += dice_loss_from_sums(*added_across_replicas(list(dice_sums(targets, probabilities))))

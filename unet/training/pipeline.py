@@ -48,6 +48,7 @@ def training_dataset(
     pipeline: int = 0,
     pipelines: int = 1,
     per_replica_batch: int | None = None,
+    pixel_weights: list[np.ndarray] | None = None,
 ) -> tf.data.Dataset:
     """An endless stream of augmented (image, target) batches, the same whoever reads it.
 
@@ -62,11 +63,15 @@ def training_dataset(
     share of each global batch, in batches of `per_replica_batch`, whatever the worker count.
     With `instance_labels` and `augmentation.instance_brightness` > 1, half of the samples are
     served with each object's brightness scaled on its own (see `scale_instance_brightness`).
+    With `pixel_weights` ((H, W) float32 per image, unet.data.border_weights), each target is
+    (h, w, 2): the class and the pixel's loss weight, which follows the class through every
+    geometric change.
     """
     if batch_size % pipelines:
         raise ValueError(f"a global batch of {batch_size} does not split over {pipelines} input pipelines")
     share = batch_size // pipelines
     channels = images[0].shape[-1]
+    target_channels = 1 if pixel_weights is None else 2
     spread = augmentation.instance_brightness
     owners = None
     if instance_labels is not None and spread > 1:
@@ -95,14 +100,17 @@ def training_dataset(
                     if sample_rng.random() < 0.5:
                         image = scale_instance_brightness(image, owners[index], spread, sample_rng,
                                                           normalisation)
-                yield image, targets[index][..., None].astype(np.float32), np.int64(position)
+                target = targets[index].astype(np.float32)
+                if pixel_weights is not None:
+                    target = np.stack([target, pixel_weights[index]], axis=-1)
+                yield image, target.reshape(*target.shape[:2], target_channels), np.int64(position)
             batch += 1
 
     dataset = tf.data.Dataset.from_generator(
         generate,
         output_signature=(
             tf.TensorSpec((None, None, channels), tf.float32),
-            tf.TensorSpec((None, None, 1), tf.float32),
+            tf.TensorSpec((None, None, target_channels), tf.float32),
             tf.TensorSpec((), tf.int64),
         ),
     )
@@ -118,7 +126,8 @@ def training_dataset(
         image = tf.image.resize(image, scaled_size, method="bilinear")
         target = tf.image.resize(target, scaled_size, method="nearest")
         stacked = tf.concat([image, target], axis=-1)
-        stacked = tf.image.stateless_random_crop(stacked, [height, width, channels + 1], seeds[1])
+        crop_shape = [height, width, channels + target_channels]
+        stacked = tf.image.stateless_random_crop(stacked, crop_shape, seeds[1])
         if augmentation.flips:
             stacked = tf.image.stateless_random_flip_left_right(stacked, seeds[2])
             stacked = tf.image.stateless_random_flip_up_down(stacked, seeds[3])

@@ -62,6 +62,9 @@ class TrainConfig:
     normalisation: str = "percentile"
     scale_range: tuple[float, float] = (0.7, 1.4)
     instance_brightness: float = 1.0
+    border_weight: float = 0.0
+    border_sigma: float = 5.0
+    init_weights: Path | None = None
     strategy: str = "none"
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
     verbose: int = 1
@@ -78,6 +81,7 @@ class TrainingData:
     validation_targets: list[np.ndarray]
     validation_instances: list[np.ndarray] | None
     train_instances: list[np.ndarray] | None
+    train_pixel_weights: list[np.ndarray] | None
     class_names: list[str]
     channels: int
     source: dict
@@ -144,13 +148,16 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     source["validation_stems"] = validation_stems
     validation_labels = [by_stem[s][1] for s in validation_stems]
     train_stems = balanced_by_folder(train_stems)
+    train_labels = [by_stem[s][1] for s in train_stems]
+    train_targets = _targets_for(config, train_labels)
     return TrainingData(
         train_images=[by_stem[s][0] for s in train_stems],
-        train_targets=_targets_for(config, [by_stem[s][1] for s in train_stems]),
+        train_targets=train_targets,
         validation_images=[by_stem[s][0] for s in validation_stems],
         validation_targets=_targets_for(config, validation_labels),
         validation_instances=validation_labels if config.mode == "instance" else None,
-        train_instances=[by_stem[s][1] for s in train_stems] if config.mode == "instance" else None,
+        train_instances=train_labels if config.mode == "instance" else None,
+        train_pixel_weights=_pixel_weights_for(config, train_labels, train_targets),
         class_names=class_names,
         channels=channels,
         source=source,
@@ -236,6 +243,28 @@ def _targets_for(config: TrainConfig, labels: list[np.ndarray]) -> list[np.ndarr
     return [label.astype(np.uint8) for label in labels]
 
 
+def _pixel_weights_for(config: TrainConfig, labels: list[np.ndarray],
+                       targets: list[np.ndarray]) -> list[np.ndarray] | None:
+    """The U-Net paper's weight map per training image, or None without --border-weight.
+
+    Semantic labels hold no instances: their objects are the connected regions of one class.
+    """
+    if config.border_weight == 0:
+        return None
+    from skimage.measure import label as connected_regions
+
+    from unet.data.border_weights import border_weight_map
+    from unet.runtime.instances import BACKGROUND, BOUNDARY
+
+    separating = (BACKGROUND, BOUNDARY) if config.mode == "instance" else (0,)
+    weights = []
+    for label_map, target in zip(labels, targets, strict=True):
+        objects = label_map if config.mode == "instance" else connected_regions(label_map, connectivity=1)
+        weights.append(border_weight_map(objects, target, config.border_weight, config.border_sigma,
+                                         separating))
+    return weights
+
+
 def build_metadata(config: TrainConfig, data: TrainingData) -> ModelMetadata:
     return ModelMetadata(
         input_size=(config.input_size, config.input_size),
@@ -259,6 +288,10 @@ def build_metadata(config: TrainConfig, data: TrainingData) -> ModelMetadata:
             "scale_range": list(config.scale_range),
             **({"instance_brightness": config.instance_brightness}
                if config.instance_brightness > 1 else {}),
+            **({"border_weight": {"w0": config.border_weight, "sigma_px": config.border_sigma}}
+               if config.border_weight > 0 else {}),
+            **({"initial_weights": initial_weights_record(config.init_weights)}
+               if config.init_weights is not None else {}),
         },
         object_diameter=training_object_diameter(data, config) if config.mode == "instance" else None,
     )
@@ -280,6 +313,21 @@ def training_object_diameter(data: TrainingData, config: TrainConfig) -> float:
         scale = math.sqrt(scales[0] * scales[1])
         diameters.extend(region.equivalent_diameter_area * scale for region in regionprops(labels))
     return round(float(np.median(diameters)), 1) if diameters else None
+
+
+def initial_weights_record(path: Path) -> dict:
+    """Which model a run started from: its file, its SHA-256 and the command that trained it."""
+    import hashlib
+
+    from unet.runtime.metadata import load_metadata
+
+    if not Path(path).is_file():
+        raise UserError(f"--init-weights {path}: no such model file")
+    record = {"path": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    sidecar = Path(path).with_suffix(".json")
+    if sidecar.is_file():
+        record["command"] = load_metadata(sidecar).training.get("command")
+    return record
 
 
 def check_model_options(config: TrainConfig, metadata: ModelMetadata) -> None:
@@ -305,13 +353,22 @@ def build_model(config: TrainConfig, metadata: ModelMetadata, synchronized_batch
 
     shape = (config.input_size, config.input_size, metadata.channels)
     if config.architecture == "simple":
-        return simple_unet(shape)
-    return build_unet(
-        shape, num_classes=metadata.output_channels, depth=config.depth,
-        base_filters=config.base_filters, batch_norm=config.batch_norm,
-        dropout=config.dropout, upsampling=config.upsampling, name=config.name,
-        synchronized_batch_norm=synchronized_batch_norm,
-    )
+        model = simple_unet(shape)
+    else:
+        model = build_unet(
+            shape, num_classes=metadata.output_channels, depth=config.depth,
+            base_filters=config.base_filters, batch_norm=config.batch_norm,
+            dropout=config.dropout, upsampling=config.upsampling, name=config.name,
+            synchronized_batch_norm=synchronized_batch_norm,
+        )
+    if config.init_weights is not None:
+        try:
+            model.load_weights(str(config.init_weights))
+        except ValueError as error:
+            raise UserError(f"--init-weights {config.init_weights} does not fit the model these options "
+                            f"build ({str(error).splitlines()[0]}); give the same --depth, --base-filters "
+                            "and classes it was trained with") from None
+    return model
 
 
 def fit(config: TrainConfig, data: TrainingData, metadata: ModelMetadata, state: TrainingState) -> FitResult:
@@ -336,7 +393,7 @@ def fit(config: TrainConfig, data: TrainingData, metadata: ModelMetadata, state:
         _train_stream, prepare_training_images(data.train_images, metadata),
         data.train_targets, metadata, config,
         Augmentation(scale=tuple(config.scale_range), instance_brightness=config.instance_brightness),
-        data.train_instances,
+        data.train_instances, data.train_pixel_weights,
     )
     validation = validation_arrays(data.validation_images, data.validation_targets, metadata)
     best_epoch, best_score = loop.run(
@@ -351,13 +408,14 @@ def loop_losses() -> tuple[str, ...]:
     return tuple(LOSS_TERMS)
 
 
-def _train_stream(images, targets, metadata, config, augmentation, instances,
+def _train_stream(images, targets, metadata, config, augmentation, instances, pixel_weights,
                   first_batch, pipeline, pipelines, per_replica_batch):
     from unet.training.pipeline import training_dataset
 
     return training_dataset(images, targets, metadata.input_size, config.batch_size, config.seed,
                             augmentation, instances, metadata.normalisation, first_batch=first_batch,
-                            pipeline=pipeline, pipelines=pipelines, per_replica_batch=per_replica_batch)
+                            pipeline=pipeline, pipelines=pipelines, per_replica_batch=per_replica_batch,
+                            pixel_weights=pixel_weights)
 
 
 def commit(config: TrainConfig, metadata: ModelMetadata, state: TrainingState, best_epoch: int,
