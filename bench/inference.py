@@ -146,19 +146,15 @@ def stage_timings(model_path: Path, image_path: Path, runs: int) -> dict[str, fl
 
 
 POSTPROCESS_SIZE = (512, 512)
-# The instance post-processing of the previous release: separation after resizing to the image's
-# size, seeds at distance-transform peaks 10 px apart (the shipped model's tuned value then).
-PREVIOUS_MARKER_DISTANCE = 10
 
 
 def instance_postprocess_timings(model_path: Path, image_path: Path, runs: int) -> dict[str, dict]:
-    """At 512x512: the int8 model call, and instance post-processing now and before, interleaved."""
-    import dataclasses
-
+    """At 512x512: the int8 model call, and instance post-processing by both methods of
+    bench.separation, interleaved."""
     from PIL import Image
 
+    from bench.separation import AT_IMAGE_SIZE, AT_MODEL_RESOLUTION, instances_at_image_size
     from unet.runtime.imageio import resize_array
-    from unet.runtime.instances import instances_from_probabilities
     from unet.runtime.preprocess import postprocess
 
     segmenter = Segmenter.from_path(model_path, num_threads=CPUS)
@@ -166,16 +162,10 @@ def instance_postprocess_timings(model_path: Path, image_path: Path, runs: int) 
     image = resize_array(read_image(image_path), POSTPROCESS_SIZE, Image.Resampling.BILINEAR)
     tensor, info = preprocess(image, metadata)
     output = segmenter.run_tensor(tensor)
-    previous = dataclasses.replace(metadata.instance, marker_min_distance=PREVIOUS_MARKER_DISTANCE)
-
-    def before(_: np.ndarray) -> object:
-        probabilities = resize_array(output[0], POSTPROCESS_SIZE, Image.Resampling.BILINEAR)
-        return instances_from_probabilities(probabilities, previous)
-
     runners = {"int8 model call": segmenter.run_tensor,
-               "postprocess (now: instances at model resolution)":
-                   lambda _: postprocess(output, info, metadata),
-               "postprocess (before: instances at 512x512, distance-peak seeds)": before}
+               f"postprocess, {AT_MODEL_RESOLUTION}": lambda _: postprocess(output, info, metadata),
+               f"postprocess, {AT_IMAGE_SIZE}":
+                   lambda _: instances_at_image_size(output[0], POSTPROCESS_SIZE, metadata)}
     return interleaved_latency(runners, tensor, runs, settle_s=SETTLE_S)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.job import ConvertedVariant, ExportJob
+from export.job import ConvertedVariant, ExportJob, ExportReport
 from unet.cli import raise_if_terminated
 from unet.runtime.backends import LiteRTBackend
 from unet.runtime.preprocess import preprocess
@@ -25,14 +25,14 @@ SEARCH_MAX_STEPS = 8
 
 
 def search_float_layers(
-    job: ExportJob, saved_model: Path, workdir: Path, statistics: list[dict], report: dict,
+    job: ExportJob, saved_model: Path, workdir: Path, statistics: list[dict], report: ExportReport,
     converted: list[ConvertedVariant], backends: dict[str, LiteRTBackend], score: Score,
 ) -> None:
     """Keep the worst-quantised layers in float, 1, 2, 4, ... at a time, until int8 passes the gate.
 
     Layers come from `float_groups`. Stops at the first candidate that passes, or when one is
     larger than `search_max_size_ratio` of float32 or slower than `search_max_latency_ratio`
-    times float32 (then int8 stays as it was). Each step goes into report["float_layer_search"];
+    times float32 (then int8 stays as it was). Each step goes into report.float_layer_search;
     the passing list into the metadata (variants.int8.float_tensors), for the next export.
     """
     options, groups = job.options, float_groups(statistics)
@@ -41,7 +41,7 @@ def search_float_layers(
     limits = {"size_bytes": options.search_max_size_ratio * len(float32.tflite_bytes) if float32 else None,
               "p50_ms": options.search_max_latency_ratio * p50_ms(backends["float32"], tensor)
               if float32 else None}
-    original_row, steps, count = report["variants"]["int8"], [], 1
+    original_row, steps, count = report.variants["int8"], [], 1
     print(f"-- searching float layers: int8 fails the gate; {len(groups)} layers ranked by error")
     while len(steps) < SEARCH_MAX_STEPS:
         tensors = sorted({name for group in groups[:count] for name in group})
@@ -64,14 +64,14 @@ def search_float_layers(
             break
         count = min(2 * count, len(groups))
     if not steps[-1]["passed"]:
-        report["variants"]["int8"] = original_row
-    report["float_layer_search"] = {"limits": limits, "max_size_ratio": options.search_max_size_ratio,
+        report.variants["int8"] = original_row
+    report.float_layer_search = {"limits": limits, "max_size_ratio": options.search_max_size_ratio,
                                     "max_latency_ratio": options.search_max_latency_ratio, "steps": steps}
 
 
 def try_float_tensors(
-    job: ExportJob, saved_model: Path, workdir: Path, tensors: list[str], report: dict, tensor: np.ndarray,
-    score: Score,
+    job: ExportJob, saved_model: Path, workdir: Path, tensors: list[str], report: ExportReport,
+    tensor: np.ndarray, score: Score,
 ) -> tuple[ConvertedVariant, LiteRTBackend, dict]:
     """Convert, score and gate int8 with `tensors` in float; leaves its row in the report."""
     from export.convert import convert_variant
@@ -86,7 +86,7 @@ def try_float_tensors(
     candidate = ConvertedVariant("int8", final_path, staged, tflite_bytes, seconds)
     row, backend = score(job, candidate)
     row["float_tensors"] = tensors
-    report["variants"]["int8"] = row
+    report.variants["int8"] = row
     verdict = job.options.gate(report)
     passed = not [failure for failure in verdict.failures if ": int8 " in failure]
     drop = verdict.drops["int8"]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.job import ConvertedVariant, ExportJob, ExportOptions
+from export.job import ConvertedVariant, ExportJob, ExportOptions, ExportReport
 from unet.cli import raise_if_terminated, run_cli
 from unet.data.splits import LabelledSet, labelled_folder, recorded_split
 from unet.runtime.atomic import atomic_write_bytes
@@ -67,7 +67,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[str]]:
+def export_model(model_path: Path, options: ExportOptions) -> tuple[ExportReport, list[str]]:
     """Convert, evaluate and report one model; returns the report and any failed checks."""
     from export.convert import export_saved_model
 
@@ -80,11 +80,11 @@ def export_model(model_path: Path, options: ExportOptions) -> tuple[dict, list[s
         converted = convert_all(job, saved_model, Path(workdir))
         backends = {}
         for variant in converted:
-            report["variants"][variant.variant], backends[variant.variant] = score(job, variant)
+            report.variants[variant.variant], backends[variant.variant] = score(job, variant)
         analyse_quantisation(job, saved_model, Path(workdir), report, converted, backends)
         if PORTABLE_VARIANT in backends and BROWSER_VARIANT in backends:
-            report["variants"][PORTABLE_VARIANT]["agreement_with_network"] = portable_agreement(job, backends)
-        report["latency"] = measure(job, converted, backends)
+            report.variants[PORTABLE_VARIANT]["agreement_with_network"] = portable_agreement(job, backends)
+        report.latency = measure(job, converted, backends)
     describe(job, report, converted)
     add_size_ratios(report)
     verdict = options.gate(report)
@@ -187,24 +187,24 @@ def held_out_set(metadata: ModelMetadata, options: ExportOptions) -> LabelledSet
     return labelled.subset(evenly_spaced(list(range(len(labelled.images))), options.eval_n))
 
 
-def rewritten(job: ExportJob, report: dict):
+def rewritten(job: ExportJob, report: ExportReport):
     """The model to convert: with slow-lowering layers rewritten (export/rewrite.py) unless turned off."""
     from export.rewrite import check_rewrite, rewrite_for_tflite
 
     if not job.options.rewrite:
-        report["rewrites"] = {"enabled": False, "layers": []}
+        report.rewrites = {"enabled": False, "layers": []}
         return job.model
     model, rewrites = rewrite_for_tflite(job.model)
-    report["rewrites"] = {"enabled": True, "layers": [r.to_dict() for r in rewrites]}
+    report.rewrites = {"enabled": True, "layers": [r.to_dict() for r in rewrites]}
     if rewrites:
         inputs = [preprocess(image, job.metadata)[0] for image in job.images[:4]]
-        report["rewrites"]["max_abs_difference"] = check_rewrite(job.model, model, inputs)
+        report.rewrites["max_abs_difference"] = check_rewrite(job.model, model, inputs)
         print(f"-- rewrote {len(rewrites)} layers for XNNPACK: {rewrites[0].was} => {rewrites[0].now}"
               f"{' (and alike)' if len(rewrites) > 1 else ''}; outputs identical on {len(inputs)} images")
     return model
 
 
-def new_report(job: ExportJob) -> dict:
+def new_report(job: ExportJob) -> ExportReport:
     import tensorflow as tf
 
     options, held_out = job.options, job.held_out
@@ -212,16 +212,13 @@ def new_report(job: ExportJob) -> dict:
     if held_out is not None:
         keras_row["accuracy"] = score_segmentations(
             job.metadata, job.reference_masks, held_out.targets, held_out.instance_labels)
-    return {
-        "model": job.model_path.name,
-        "command": options.command,
-        "tensorflow": tf.__version__,
-        "machine": {"cpus": os.cpu_count()},
-        "held_out": {"images": len(job.images), "labelled": held_out is not None,
-                     "source": str(options.eval_data) if options.eval_data else "recorded validation split"},
-        "variants": {},
-        "keras": keras_row,
-    }
+    return ExportReport(
+        model=job.model_path.name, command=options.command, tensorflow=tf.__version__,
+        machine={"cpus": os.cpu_count()},
+        held_out={"images": len(job.images), "labelled": held_out is not None,
+                  "source": str(options.eval_data) if options.eval_data else "recorded validation split"},
+        keras=keras_row,
+    )
 
 
 def convert_all(job: ExportJob, saved_model: Path, workdir: Path) -> list[ConvertedVariant]:
@@ -287,7 +284,7 @@ def score(job: ExportJob, converted: ConvertedVariant) -> tuple[dict, LiteRTBack
 
 
 def analyse_quantisation(
-    job: ExportJob, saved_model: Path, workdir: Path, report: dict,
+    job: ExportJob, saved_model: Path, workdir: Path, report: ExportReport,
     converted: list[ConvertedVariant], backends: dict[str, LiteRTBackend],
 ) -> None:
     """The worst-quantised layers for the report and, if asked and needed, the float-layer search."""
@@ -300,8 +297,8 @@ def analyse_quantisation(
         return
     print("-- quantisation debugger")
     statistics = layer_statistics(saved_model, job.representative)
-    report["worst_layers"] = statistics[: options.worst_layers]
-    if options.search_float_layers and "int8" in report["variants"] and options.gate(report).failures:
+    report.worst_layers = statistics[: options.worst_layers]
+    if options.search_float_layers and "int8" in report.variants and options.gate(report).failures:
         from export.float_search import search_float_layers
 
         search_float_layers(job, saved_model, workdir, statistics, report, converted, backends, score)
@@ -338,13 +335,13 @@ def measure(job: ExportJob, converted: list[ConvertedVariant], backends: dict[st
     return interleaved_latency(runners, None, runs)
 
 
-def add_size_ratios(report: dict) -> None:
-    float_size = report["variants"].get("float32", {}).get("size_bytes")
-    for row in report["variants"].values():
+def add_size_ratios(report: ExportReport) -> None:
+    float_size = report.variants.get("float32", {}).get("size_bytes")
+    for row in report.variants.values():
         row["size_ratio_to_float32"] = round(row["size_bytes"] / float_size, 4) if float_size else None
 
 
-def describe(job: ExportJob, report: dict, converted: list[ConvertedVariant]) -> None:
+def describe(job: ExportJob, report: ExportReport, converted: list[ConvertedVariant]) -> None:
     """Record the variants in the metadata, then write TFLite metadata (and that JSON) into every file.
 
     The files were scored without it: metadata adds a buffer and packed files, never an op.
@@ -355,15 +352,15 @@ def describe(job: ExportJob, report: dict, converted: list[ConvertedVariant]) ->
 
     job.metadata.variants = {
         variant: {key: row[key] for key in ("file", "input", "output", "float_tensors") if key in row}
-        for variant, row in report["variants"].items()
+        for variant, row in report.variants.items()
     }
     version = model_version(job.model_path)
     for variant in converted:
         variant.tflite_bytes = with_tflite_metadata(variant.tflite_bytes, job.metadata, version)
-        report["variants"][variant.variant]["size_bytes"] = len(variant.tflite_bytes)
+        report.variants[variant.variant]["size_bytes"] = len(variant.tflite_bytes)
 
 
-def commit(job: ExportJob, report: dict, converted: list[ConvertedVariant]) -> None:
+def commit(job: ExportJob, report: ExportReport, converted: list[ConvertedVariant]) -> None:
     """Write the .tflite files, the metadata, the report and the model card, each atomically."""
     from export.model_card import write_model_card
     from export.report import write_report
@@ -375,9 +372,10 @@ def commit(job: ExportJob, report: dict, converted: list[ConvertedVariant]) -> N
     save_metadata(metadata, metadata_path_for(model_path))
     if not job.had_metadata:
         print(f"wrote inferred metadata {metadata_path_for(model_path)}; check its normalisation and classes")
-    write_report(report, metadata, metadata_path_for(model_path).with_suffix(".export"))
+    written = report.to_dict()
+    write_report(written, metadata, metadata_path_for(model_path).with_suffix(".export"))
     if job.had_metadata:
-        write_model_card(model_path.parent, metadata, report, job.options.command)
+        write_model_card(model_path.parent, metadata, written, job.options.command)
 
 
 def parse_args(argv: list[str] | None) -> tuple[list[Path], ExportOptions]:

@@ -50,7 +50,7 @@ def test_browser_variant_is_the_int8_model_with_float_io_and_batch_one(exported)
     assert np.abs(browser.run(tensor) - int8.run(tensor)).max() <= int8.output_quantisation.scale + 1e-6
     metadata = json.loads((out / "discs.json").read_text())
     assert metadata["variants"]["int8-float-io"]["input"]["dtype"] == "float32"
-    assert report["variants"]["int8-float-io"]["agreement_with_keras"]["pixel_agreement"] >= 0.95
+    assert report.variants["int8-float-io"]["agreement_with_keras"]["pixel_agreement"] >= 0.95
 
 
 @pytest.mark.slow
@@ -172,12 +172,12 @@ def test_foreign_keras_io_model_exports_with_calibration_folder_and_float_layers
     assert metadata["input_size"] == [64, 64] and metadata["channels"] == 3
     assert metadata["class_names"] == ["class0", "class1", "class2"]
     report = json.loads((tmp_path / "pets.export.json").read_text())
-    assert report["held_out"]["labelled"] is False
-    assert 0 <= report["variants"]["int8"]["agreement_with_keras"]["pixel_agreement"] <= 1
+    assert report.held_out["labelled"] is False
+    assert 0 <= report.variants["int8"]["agreement_with_keras"]["pixel_agreement"] <= 1
     # Selective quantisation keeps float32 I/O (the debugger's model); the weights are int8.
     backend = LiteRTBackend(tmp_path / "pets.int8.tflite")
-    assert backend.input_quantisation.dtype == report["variants"]["int8"]["input"]["dtype"] == "float32"
-    sizes = {v: report["variants"][v]["size_bytes"] for v in ("float32", "int8")}
+    assert backend.input_quantisation.dtype == report.variants["int8"]["input"]["dtype"] == "float32"
+    sizes = {v: report.variants[v]["size_bytes"] for v in ("float32", "int8")}
     assert sizes["int8"] < 0.5 * sizes["float32"]
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 pytest.importorskip("tensorflow")
 
 from export.gate import gate
+from export.job import ExportReport
 from export.to_tflite import main as export_main
 from tests.test_export import keras_io_unet
 
@@ -27,19 +28,19 @@ def calibration_folder(root, shape=(64, 64, 3), count=8):
 
 def unlabelled_report(pixel_agreement, per_class_iou, support):
     supported = [iou for iou, n in zip(per_class_iou, support, strict=True) if n / sum(support) >= 0.01]
-    return {"model": "m.keras", "keras": {},
+    return ExportReport.from_dict({"model": "m.keras", "keras": {},
             "variants": {"int8": {"agreement_with_keras": {
                 "pixel_agreement": pixel_agreement, "mean_iou": float(np.mean(per_class_iou)),
                 "per_class_iou": per_class_iou, "support": support,
-                "supported_mean_iou": float(np.mean(supported))}}}}
+                "supported_mean_iou": float(np.mean(supported))}}}})
 
 
 def test_a_near_empty_class_cannot_fail_the_unlabelled_gate_alone():
     # Background and one object class agree; a class with 0.01% of the pixels does not.
     report = unlabelled_report(0.998, [0.995, 0.99, 0.3], [600_000, 399_900, 100])
-    assert report["variants"]["int8"]["agreement_with_keras"]["mean_iou"] < 0.98  # the old gate: fail
+    assert report.variants["int8"]["agreement_with_keras"]["mean_iou"] < 0.98  # the old gate: fail
     verdict = gate(report, 0.02)
-    assert verdict.failures == [] and "checks" not in report
+    assert verdict.failures == [] and report.checks is None
     assert "at least 1% of the pixels" in verdict.measure
 
 
