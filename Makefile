@@ -55,6 +55,7 @@ lint: $(STAMP)
 bench: $(STAMP) $(NPM_STAMP)
 	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
 	$(PY) -m bench.inference
+	$(PY) -m bench.int8_kernels
 	$(PY) -m bench.portable
 	$(PY) -m bench.browser
 	$(PY) -m bench.export_kit

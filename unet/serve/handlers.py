@@ -63,8 +63,15 @@ def checked_number(value: object, name: str, low: float, high: float) -> float:
     return float(value)
 
 
+class PageOutputs:
+    """A view whose fields are a handler's outputs, in the order the page lists them."""
+
+    def values(self) -> list:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+
+
 @dataclass
-class SegmentView:
+class SegmentView(PageOutputs):
     """What one /segment call shows; the page's outputs follow these fields in order."""
 
     overlay_a: str
@@ -77,12 +84,9 @@ class SegmentView:
     summary: dict
     server_rows: list
 
-    def values(self) -> list:
-        return [getattr(self, f.name) for f in dataclasses.fields(self)]
-
 
 @dataclass
-class DeviceView:
+class DeviceView(PageOutputs):
     """What one on-device result shows; the page's outputs follow these fields in order."""
 
     overlay: str
@@ -90,9 +94,6 @@ class DeviceView:
     table: gr.Dataframe
     notes: str
     summary: dict
-
-    def values(self) -> list:
-        return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
 
 @dataclass
