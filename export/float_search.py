@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.job import ConvertedVariant, ExportJob, ExportReport
+from export.job import ConvertedVariant, ExportJob
+from export.report import ExportReport
 from unet.cli import raise_if_terminated
 from unet.runtime.backends import LiteRTBackend
 from unet.runtime.preprocess import preprocess

@@ -9,7 +9,7 @@ from unet.runtime.evaluation import MIN_CLASS_SUPPORT
 from unet.runtime.variants import QUANTISED_VARIANTS
 
 if TYPE_CHECKING:
-    from export.job import ExportReport
+    from export.report import ExportReport
 
 
 @dataclass(frozen=True)

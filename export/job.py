@@ -1,14 +1,16 @@
-"""The export's state: its settings, what every step shares, what it measured, and a converted variant."""
+"""The export's state: its settings, what every step shares, and a converted variant.
+
+What it measured is an `export.report.ExportReport`."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from export.gate import GateVerdict, gate
+from export.report import ExportReport
 from unet.data.splits import LabelledSet
 from unet.runtime.metadata import ModelMetadata
 from unet.runtime.preprocess import Segmentation
@@ -38,39 +40,6 @@ class ExportOptions:
 
     def gate(self, report: ExportReport) -> GateVerdict:
         return gate(report, self.max_iou_drop, self.min_pixel_agreement)
-
-
-@dataclass
-class ExportReport:
-    """What an export measured, each field filled by one step; `to_dict` is NAME.export.json.
-
-    variants: one row per converted variant (file, size, accuracy, agreement, graph, ...);
-    rewrites, worst_layers, float_layer_search and latency: what those steps found (None: not
-    run); checks: the gate's verdict (GateVerdict.record).
-    """
-
-    model: str
-    command: str
-    tensorflow: str
-    machine: dict
-    held_out: dict
-    keras: dict
-    variants: dict[str, dict] = field(default_factory=dict)
-    rewrites: dict | None = None
-    worst_layers: list[dict] | None = None
-    float_layer_search: dict | None = None
-    latency: dict | None = None
-    checks: dict | None = None
-
-    def to_dict(self) -> dict:
-        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ExportReport:
-        """A report read back from NAME.export.json (fields it lacks stay empty)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        defaults = {"command": "", "tensorflow": "", "machine": {}, "held_out": {}, "keras": {}}
-        return cls(**{**defaults, **{key: value for key, value in data.items() if key in known}})
 
 
 @dataclass

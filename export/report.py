@@ -1,13 +1,48 @@
-"""The export report: JSON for machines, Markdown for the model card."""
+"""The export report: what an export measured, as JSON for machines and Markdown for the model card."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from unet.runtime.atomic import atomic_write_text
 from unet.runtime.metadata import ModelMetadata
 from unet.runtime.variants import BROWSER_VARIANT, KERAS, PORTABLE_VARIANT, QUANTISED_VARIANTS, litert
+
+
+@dataclass
+class ExportReport:
+    """What an export measured, each field filled by one step; `to_dict` is NAME.export.json.
+
+    variants: one row per converted variant (file, size, accuracy, agreement, graph, ...);
+    rewrites, worst_layers, float_layer_search and latency: what those steps found (None: not
+    run); checks: the gate's verdict (GateVerdict.record).
+    """
+
+    model: str
+    command: str
+    tensorflow: str
+    machine: dict
+    held_out: dict
+    keras: dict
+    variants: dict[str, dict] = field(default_factory=dict)
+    rewrites: dict | None = None
+    worst_layers: list[dict] | None = None
+    float_layer_search: dict | None = None
+    latency: dict | None = None
+    checks: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ExportReport:
+        """A report read back from NAME.export.json (fields it lacks stay empty)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        defaults = {"command": "", "tensorflow": "", "machine": {}, "held_out": {}, "keras": {}}
+        return cls(**{**defaults, **{key: value for key, value in data.items() if key in known}})
 
 
 def _percent(value: float | None) -> str:

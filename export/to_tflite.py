@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.job import ConvertedVariant, ExportJob, ExportOptions, ExportReport
+from export.job import ConvertedVariant, ExportJob, ExportOptions
+from export.report import ExportReport
 from unet.cli import raise_if_terminated, run_cli
 from unet.data.splits import LabelledSet, labelled_folder, recorded_split
 from unet.runtime.atomic import atomic_write_bytes

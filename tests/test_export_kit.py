@@ -9,7 +9,7 @@ from PIL import Image
 pytest.importorskip("tensorflow")
 
 from export.gate import gate
-from export.job import ExportReport
+from export.report import ExportReport
 from export.to_tflite import main as export_main
 from tests.test_export import keras_io_unet
 
