@@ -47,7 +47,7 @@ test: $(STAMP) $(NPM_STAMP) $(CHROMIUM)
 
 test-fast: $(STAMP) $(NPM_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q -n 2
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
