@@ -171,7 +171,9 @@ def test_foreign_keras_io_model_exports_with_calibration_folder_and_float_layers
     metadata = json.loads((tmp_path / "pets.json").read_text())
     assert metadata["input_size"] == [64, 64] and metadata["channels"] == 3
     assert metadata["class_names"] == ["class0", "class1", "class2"]
-    report = json.loads((tmp_path / "pets.export.json").read_text())
+    from export.report import ExportReport
+
+    report = ExportReport.from_dict(json.loads((tmp_path / "pets.export.json").read_text()))
     assert report.held_out["labelled"] is False
     assert 0 <= report.variants["int8"]["agreement_with_keras"]["pixel_agreement"] <= 1
     # Selective quantisation keeps float32 I/O (the debugger's model); the weights are int8.
