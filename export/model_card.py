@@ -72,6 +72,13 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
         f"{len(training.get('validation_stems', []))} (never used for training or checkpoint weights, "
         "used to pick the best epoch).",
     ]
+    if "border_weight" in training:
+        border = training["border_weight"]
+        lines.append(f"- Loss weighted by the U-Net paper's border map: w0 {border['w0']:g}, sigma "
+                     f"{border['sigma_px']:g} px of the training images.")
+    if "initial_weights" in training:
+        lines.append(f"- Started from the weights of `{training['initial_weights']['path']}` (SHA-256 "
+                     f"{training['initial_weights']['sha256'][:12]}...).")
     if metadata.instance is not None:
         lines.append(f"- Instance post-processing: {metadata.instance}, in model-input pixels.")
     if metadata.object_diameter is not None:

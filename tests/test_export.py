@@ -194,3 +194,20 @@ def test_export_refuses_a_calibration_folder_without_images(tmp_path, capsys):
     assert code == 2
     assert "has no usable images" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_the_model_card_says_when_a_model_was_trained_with_the_border_map_from_other_weights():
+    import dataclasses
+
+    from export.model_card import render_model_card
+    from unet.runtime.metadata import load_metadata
+
+    folder = Path(__file__).resolve().parents[1] / "assets" / "nuclei"
+    metadata = load_metadata(folder / "nuclei.json")
+    report = json.loads((folder / "nuclei.export.json").read_text())
+    training = {**metadata.training, "border_weight": {"w0": 10.0, "sigma_px": 5.0},
+                "initial_weights": {"path": "runs/a/nuclei.keras", "sha256": "ab" * 32}}
+    card = render_model_card(dataclasses.replace(metadata, training=training), report, "x", folder)
+    assert "border map: w0 10, sigma 5 px" in card
+    assert "Started from the weights of `runs/a/nuclei.keras` (SHA-256 abababababab...)" in card
+    assert "border map" not in render_model_card(metadata, report, "x", folder)
