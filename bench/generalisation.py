@@ -30,7 +30,11 @@ from unet.data.nuclei_sim import NucleiSpec, make_nuclei_dataset
 from unet.data.recipes import NUCLEI_SIM, fetch
 from unet.data.splits import LabelledSet, recorded_split
 from unet.runtime.classical import ClassicalParams, choose_classical_params, otsu_watershed
-from unet.runtime.instance_metrics import dataset_instance_scores, touching_pairs_split
+from unet.runtime.instance_metrics import (
+    dataset_instance_scores,
+    dataset_touching_pairs_split,
+    touching_pairs,
+)
 from unet.runtime.metadata import ModelMetadata, load_metadata
 from unet.runtime.segmenter import Segmenter, SegmentOptions
 from unet.runtime.variants import variant_path
@@ -148,15 +152,15 @@ def score_source(source: Source, segmenters: dict[str, Segmenter], params: Class
                     scales.setdefault(variant, []).append(result.scale.passes)
     scores = {name: _summary(dataset_instance_scores(source.instance_labels, labels))
               for name, labels in predicted.items()}
-    split = {name: [touching_pairs_split(t, p) for t, p in zip(source.instance_labels, labels, strict=True)]
+    split = {name.split()[0]: dataset_touching_pairs_split(source.instance_labels, labels)
              for name, labels in predicted.items() if name.endswith("default")}
-    touching = sum(total for _, total in next(iter(split.values()))) if split else 0
+    touching = sum(len(touching_pairs(labels)) for labels in source.instance_labels)
     return {"source": source.name, "labels_made_by": source.labels_made_by, "relation": source.relation,
             "images": len(source.images), "nuclei": scores["classical"]["true_count"], "scores": scores,
             "classical_objects_off_labels": off_label_share(source.instance_labels, predicted["classical"]),
             "touching_pairs": touching,
-            "touching_pairs_split": {name.split()[0]: sum(n for n, _ in pairs) / max(1, touching)
-                                     for name, pairs in split.items()},
+            "touching_pairs_split": {variant: done / max(1, touching)
+                                     for variant, (done, _) in split.items()},
             "auto_scale_second_passes": {v: int(sum(p == 2 for p in passes)) for v, passes in scales.items()}}
 
 

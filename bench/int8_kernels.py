@@ -84,9 +84,13 @@ def shipped_model_rows(runs: int) -> list[dict]:
 
 
 def convolution_files(width: int) -> dict[str, bytes]:
-    """One 3x3 convolution (+ReLU) with `width` channels in and out: float32 and full-integer int8."""
+    """One 3x3 convolution (+ReLU) with `width` channels in and out, converted as the export
+    converts (export.convert): float32 and full-integer int8."""
+    import tempfile
+
     import keras
-    import tensorflow as tf
+
+    from export.convert import convert_variant, export_saved_model
 
     inputs = keras.Input((CONV_SIZE, CONV_SIZE, width), batch_size=1)
     model = keras.Model(inputs, keras.layers.Conv2D(width, 3, padding="same", activation="relu")(inputs))
@@ -96,15 +100,10 @@ def convolution_files(width: int) -> dict[str, bytes]:
         for _ in range(8):
             yield [rng.random((1, CONV_SIZE, CONV_SIZE, width), dtype=np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    files = {"float32": converter.convert()}
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    files["int8"] = converter.convert()
-    return files
+    with tempfile.TemporaryDirectory() as workdir:
+        saved_model = export_saved_model(model, Path(workdir) / "saved_model")
+        return {variant: convert_variant(saved_model, variant, representative)
+                for variant in ("float32", "int8")}
 
 
 def width_rows(runs: int) -> list[dict]:

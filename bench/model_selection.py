@@ -23,7 +23,7 @@ from bench.generalisation import bbbc007_validation, simulated_settings
 from unet.cli import run_cli
 from unet.data.nuclei_sim import make_nuclei_dataset
 from unet.runtime.errors import UserError
-from unet.runtime.instance_metrics import dataset_instance_scores, touching_pairs_split
+from unet.runtime.instance_metrics import dataset_instance_scores, dataset_touching_pairs_split
 from unet.runtime.segmenter import Segmenter, SegmentOptions
 
 DEVELOPMENT_SEED = 12_345
@@ -76,9 +76,8 @@ def compare(models: list[Path], images_per_setting: int = DEVELOPMENT_IMAGES) ->
         for name, segmenter in segmenters.items():
             predicted = segment_default(segmenter, images)
             rows[row][name] = float(dataset_instance_scores(labels, predicted)["f1@0.5"])
-            for truth, found in zip(labels, predicted, strict=True):
-                done, pairs = touching_pairs_split(truth, found)
-                split[name] = [split[name][0] + done, split[name][1] + pairs]
+            done, pairs = dataset_touching_pairs_split(labels, predicted)
+            split[name] = [split[name][0] + done, split[name][1] + pairs]
     rows["mean"] = {name: float(np.mean([row[name] for row in rows.values()])) for name in segmenters}
     rows[TOUCHING_ROW] = {name: done / max(1, pairs) for name, (done, pairs) in split.items()}
     return rows

@@ -61,7 +61,8 @@ def nuclei_recipe_rates(steps: int, bursts: int = 4) -> dict:
     from unet.runtime.metadata import load_metadata
     from unet.train import parse_args
     from unet.training import loop
-    from unet.training.trainer import build_metadata, build_model, load_training_data
+    from unet.training.pipeline import validation_arrays
+    from unet.training.trainer import build_metadata, build_model, load_training_data, train_stream
 
     command = load_metadata(NUCLEI_METADATA).training["command"]
     plain = parse_args(shlex.split(command)[3:])
@@ -74,23 +75,18 @@ def nuclei_recipe_rates(steps: int, bursts: int = 4) -> dict:
     loading_without = time.perf_counter() - started
     metadata = build_metadata(plain, data)
     strategy = loop.make_strategy("none")
-    from unet.training.pipeline import Augmentation, prepare_training_images, validation_arrays
-    from unet.training.trainer import _train_stream
-
-    images = prepare_training_images(data.train_images, metadata)
     validation = validation_arrays(data.validation_images[:4], data.validation_targets[:4], metadata)
-    augmentation = Augmentation(scale=tuple(plain.scale_range), instance_brightness=plain.instance_brightness)
     runs = {}
-    candidates = (("plain", plain, None), ("border weight", weighted, data.train_pixel_weights))
-    for name, config, weights in candidates:
+    candidates = (("plain", plain, dataclasses.replace(data, train_pixel_weights=None)),
+                  ("border weight", weighted, data))
+    for name, config, config_data in candidates:
         settings = loop.LoopSettings(epochs=1, batch_size=config.batch_size, steps_per_epoch=steps,
                                      learning_rate=config.learning_rate, patience=1, loss=config.loss,
                                      seed=config.seed, checkpoint_every=0, verbose=0)
         state = loop.TrainingState(Path(tempfile.mkdtemp()), "speed")
         training = loop.Training(settings, lambda _sync, c=config: build_model(c, metadata), None, validation,
                                  metadata.num_classes, state, strategy)
-        stream = _train_stream(images, data.train_targets, metadata, config, augmentation,
-                               data.train_instances, weights, 0, 0, 1, config.batch_size)
+        stream = train_stream(config, config_data, metadata)(0, 0, 1, config.batch_size)
         iterator = iter(strategy.experimental_distribute_dataset(stream))
         for _ in range(3):
             training.train_step(iterator)

@@ -114,6 +114,15 @@ def touching_pairs_split(
     return int((matched[pairs[:, 0]] & matched[pairs[:, 1]]).sum()), len(pairs)
 
 
+def dataset_touching_pairs_split(
+    true_labels: list[np.ndarray], predicted_labels: list[np.ndarray], threshold: float = 0.5
+) -> tuple[int, int]:
+    """(pairs split, touching pairs) summed over a dataset's images (`touching_pairs_split`)."""
+    counts = [touching_pairs_split(true, predicted, threshold)
+              for true, predicted in zip(true_labels, predicted_labels, strict=True)]
+    return sum(split for split, _ in counts), sum(pairs for _, pairs in counts)
+
+
 def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else 1.0
 

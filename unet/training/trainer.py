@@ -376,7 +376,7 @@ def fit(config: TrainConfig, data: TrainingData, metadata: ModelMetadata, state:
     import functools
 
     from unet.training import loop
-    from unet.training.pipeline import Augmentation, prepare_training_images, validation_arrays
+    from unet.training.pipeline import validation_arrays
 
     # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
     strategy = loop.make_strategy(config.strategy)
@@ -389,16 +389,10 @@ def fit(config: TrainConfig, data: TrainingData, metadata: ModelMetadata, state:
         patience=config.patience, loss=config.loss, seed=config.seed,
         checkpoint_every=config.checkpoint_every, verbose=config.verbose,
     )
-    train_stream = functools.partial(
-        _train_stream, prepare_training_images(data.train_images, metadata),
-        data.train_targets, metadata, config,
-        Augmentation(scale=tuple(config.scale_range), instance_brightness=config.instance_brightness),
-        data.train_instances, data.train_pixel_weights,
-    )
     validation = validation_arrays(data.validation_images, data.validation_targets, metadata)
     best_epoch, best_score = loop.run(
-        settings, functools.partial(build_model, config, metadata), train_stream, validation,
-        metadata.num_classes, state, strategy)
+        settings, functools.partial(build_model, config, metadata), train_stream(config, data, metadata),
+        validation, metadata.num_classes, state, strategy)
     return FitResult(best_epoch, best_score, loop.is_chief(strategy))
 
 
@@ -408,14 +402,19 @@ def loop_losses() -> tuple[str, ...]:
     return tuple(LOSS_TERMS)
 
 
-def _train_stream(images, targets, metadata, config, augmentation, instances, pixel_weights,
-                  first_batch, pipeline, pipelines, per_replica_batch):
-    from unet.training.pipeline import training_dataset
+def train_stream(config: TrainConfig, data: TrainingData, metadata: ModelMetadata):
+    """The training batches as the loop asks for them:
+    (first_batch, pipeline, pipelines, per_replica_batch) -> tf.data.Dataset."""
+    import functools
 
-    return training_dataset(images, targets, metadata.input_size, config.batch_size, config.seed,
-                            augmentation, instances, metadata.normalisation, first_batch=first_batch,
-                            pipeline=pipeline, pipelines=pipelines, per_replica_batch=per_replica_batch,
-                            pixel_weights=pixel_weights)
+    from unet.training.pipeline import Augmentation, prepare_training_images, training_dataset
+
+    augmentation = Augmentation(scale=tuple(config.scale_range),
+                                instance_brightness=config.instance_brightness)
+    return functools.partial(
+        training_dataset, prepare_training_images(data.train_images, metadata), data.train_targets,
+        metadata.input_size, config.batch_size, config.seed, augmentation, data.train_instances,
+        metadata.normalisation, pixel_weights=data.train_pixel_weights)
 
 
 def commit(config: TrainConfig, metadata: ModelMetadata, state: TrainingState, best_epoch: int,
