@@ -27,6 +27,7 @@ from pathlib import Path
 import flatbuffers
 
 from unet.runtime.errors import UserError
+from unet.runtime.instances import seed_class
 from unet.runtime.metadata import EMBEDDED_METADATA_FILE, LABELS_FILE, ModelMetadata
 from unet.runtime.preprocess import RGB8, input_encoding
 
@@ -104,8 +105,9 @@ def metadata_flatbuffer(metadata: ModelMetadata, encoding: str, input_dtype: str
     masks.description = (
         f"Probabilities (1, h, w, {len(labels)}) of {', '.join(labels)}, after "
         f"{'sigmoid' if len(labels) == 1 else 'softmax'}."
-        + (" Instances: interior components seed a watershed over interior + boundary "
-           "(unet-edge's instances step)." if metadata.mode == "instance" else ""))
+        + (f" Instances: {labels[seed_class(len(labels))]} components seed a watershed over the "
+           "foreground, every class but background (unet-edge's instances step)."
+           if metadata.mode == "instance" else ""))
     masks.content = fb.ContentT()
     masks.content.contentPropertiesType = fb.ContentProperties.ImageProperties
     masks.content.contentProperties = fb.ImagePropertiesT()

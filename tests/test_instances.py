@@ -7,6 +7,7 @@ from unet.runtime.instance_metrics import dataset_instance_scores, instance_scor
 from unet.runtime.instances import (
     BACKGROUND,
     BOUNDARY,
+    CORE,
     INTERIOR,
     connected_component_instances,
     instance_targets,
@@ -85,7 +86,7 @@ def test_a_foreground_region_no_seed_reaches_is_an_object_or_background_as_the_p
 
 
 def test_instance_post_processing_refuses_the_wrong_channel_count():
-    with pytest.raises(ValueError, match=r"needs \(H, W, 3\) probabilities, got \(4, 4, 2\)"):
+    with pytest.raises(ValueError, match=r"needs \(H, W, 3\) or \(H, W, 4\) probabilities, got \(4, 4, 2\)"):
         instances_from_probabilities(np.zeros((4, 4, 2), np.float32))
 
 
@@ -168,3 +169,51 @@ def test_distance_markers_split_touching_interiors_that_component_markers_merge(
     split = instances_from_probabilities(probabilities, InstanceParams(min_size=4, marker_min_distance=4))
     assert merged.max() == 1 and split.max() == 2
     assert split[10, 10] != split[10, 25]
+
+
+def two_touching_discs() -> np.ndarray:
+    yy, xx = np.mgrid[0:24, 0:40]
+    labels = np.zeros((24, 40), dtype=np.int32)
+    labels[(yy - 12) ** 2 + (xx - 11) ** 2 <= 81] = 1
+    labels[((yy - 12) ** 2 + (xx - 28) ** 2 <= 81) & (labels == 0)] = 2
+    return labels
+
+
+def test_each_object_has_a_core_at_its_centre_and_touching_cores_lie_apart():
+    labels = two_touching_discs()
+    labels[1:3, 1:3] = 3  # a 2x2 object: all edge, its whole self is its core
+    targets = instance_targets(labels, boundary_width=2, core_fraction=0.5)
+    assert targets[12, 11] == targets[12, 28] == CORE
+    assert (targets[1:3, 1:3] == CORE).all()
+    cores = targets == CORE
+    assert set(np.unique(labels[cores])) == {1, 2, 3}
+    # Radius 9 (disc 2 loses a column to disc 1): each core reaches about 4 px from its centre,
+    # so through the centres the cores leave 9 px between them where the discs meet (20 | 21).
+    assert np.flatnonzero(cores[12]).tolist() == list(range(7, 16)) + list(range(25, 33))
+    assert instance_targets(labels, 2)[cores].tolist().count(CORE) == 0  # 3 classes without a fraction
+
+
+def test_core_fraction_outside_zero_to_one_is_refused():
+    with pytest.raises(Exception, match=r"core_fraction must be in \[0, 1\), got 1.0"):
+        instance_targets(two_touching_discs(), core_fraction=1.0)
+
+
+def bridged_core_probabilities() -> np.ndarray:
+    """4-class probabilities of two touching discs where the model sees no boundary between them."""
+    labels = two_touching_discs()
+    targets = instance_targets(labels, boundary_width=2, core_fraction=0.5)
+    probabilities = np.eye(4, dtype=np.float32)[targets]
+    bridge = (labels > 0) & (targets == BOUNDARY) & (np.abs(np.mgrid[0:24, 0:40][1] - 19.5) < 3)
+    probabilities[bridge] = [0, 1, 0, 0]
+    return probabilities
+
+
+def test_cores_seed_the_watershed_and_split_objects_whose_interiors_touch():
+    labels = two_touching_discs()
+    probabilities = bridged_core_probabilities()
+    three_class = probabilities[..., :3] + np.eye(3, dtype=np.float32)[INTERIOR] * probabilities[..., 3:]
+    merged = instances_from_probabilities(three_class, InstanceParams(min_size=4))
+    split = instances_from_probabilities(probabilities, InstanceParams(min_size=4, core_fraction=0.5))
+    assert merged.max() == 1
+    assert split.max() == 2
+    assert instance_scores(labels, split)["f1@0.9"] == 1.0

@@ -191,3 +191,36 @@ def test_a_negative_border_weight_is_one_clear_line(tmp_path):
                            "--border-weight", "-1", "--out", str(tmp_path / "x"))
     assert result.returncode != 0
     assert "border weight must be >= 0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_init_weights_grow_a_three_class_head_into_a_core_class_that_starts_as_the_interior(tmp_path):
+    from unet.runtime.errors import UserError
+    from unet.runtime.instances import BACKGROUND, BOUNDARY, CORE, INTERIOR
+    from unet.training.models import build_unet
+    from unet.training.trainer import load_initial_weights
+
+    three = build_unet((32, 32, 1), num_classes=3, depth=2, base_filters=4)
+    tensor = np.random.default_rng(0).random((1, 32, 32, 1), dtype=np.float32)
+    for layer in three.layers:  # batch norm statistics away from their initial values
+        if layer.weights:
+            layer.set_weights([w + np.random.default_rng(1).normal(0, 0.1, w.shape).astype(w.dtype)
+                               if "variance" not in v.path else w for w, v in zip(layer.get_weights(),
+                                                                               layer.weights, strict=True)])
+    three.save(tmp_path / "three.keras")
+    four = build_unet((32, 32, 1), num_classes=4, depth=2, base_filters=4)
+    load_initial_weights(four, tmp_path / "three.keras")
+    old, new = three(tensor).numpy()[0], four(tensor).numpy()[0]
+    np.testing.assert_allclose(new[..., CORE], new[..., INTERIOR], rtol=1e-5)
+    np.testing.assert_allclose(new[..., BACKGROUND] / new[..., BOUNDARY], old[..., BACKGROUND] / old[..., BOUNDARY],
+                               rtol=1e-4)
+    with pytest.raises(UserError, match="does not fit the model these options build.*layers"):
+        load_initial_weights(build_unet((32, 32, 1), num_classes=3, depth=3, base_filters=4), tmp_path / "three.keras")
+    with pytest.raises(UserError, match="does not fit the model these options build.*layer"):
+        load_initial_weights(build_unet((32, 32, 1), num_classes=3, depth=2, base_filters=8), tmp_path / "three.keras")
+
+
+def test_a_core_class_on_a_semantic_model_is_one_clear_line(tmp_path):
+    result = run_train_cli("--synthetic", "--synthetic-count", "8", "--input-size", "32",
+                           "--core-fraction", "0.5", "--out", str(tmp_path / "x"))
+    assert result.returncode != 0
+    assert "--core-fraction 0.5 needs --mode instance" in result.stderr and "Traceback" not in result.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_instances import unseeded_strip_probabilities
+from tests.test_instances import bridged_core_probabilities, unseeded_strip_probabilities
 from unet.runtime.backends import LiteRTBackend
 from unet.runtime.imageio import image_files, read_image
 from unet.runtime.metadata import (
@@ -138,8 +138,17 @@ def test_browser_postprocessing_gives_pythons_masks_and_instances(tmp_path):
                                  mode="instance", instance=InstanceParams(min_size=4, keep_unseeded=keep_unseeded))
         write_postprocess_case(folder, f"unseeded-strip-kept-{keep_unseeded}", unseeded_strip_probabilities()[None],
                                instance, (24, 40))
+    # A 4-class model's cores seed the watershed; soft probabilities so that the flooding order
+    # and the peaks' plateaus are not all ties.
+    smooth = np.random.default_rng(5).uniform(0.0, 0.2, (24, 40, 4)).astype(np.float32)
+    core_probabilities = (bridged_core_probabilities() * 0.8 + smooth)[None]
+    for distance in (0, 3):
+        cored = ModelMetadata(input_size=(24, 40), channels=1,
+                              class_names=["background", "interior", "boundary", "core"], mode="instance",
+                              instance=InstanceParams(min_size=4, core_fraction=0.5, marker_min_distance=distance))
+        write_postprocess_case(folder, f"core-seeds-peaks{distance}", core_probabilities, cored, (48, 75))
     completed = run_node_tests(tmp_path, "postprocess")
-    assert f"# pass {count + 4}" in completed.stdout, completed.stdout[-2000:]
+    assert f"# pass {count + 6}" in completed.stdout, completed.stdout[-2000:]
 
 
 def write_overlay_case(folder: Path, name: str, image: np.ndarray, segmentation, colours, opacity) -> None:

@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--marker-min-distance", type=int, default=defaults.marker_min_distance,
                         help="instance mode: seed objects at distance-transform peaks this far "
                         "apart (0: one seed per interior region)")
+    parser.add_argument("--core-fraction", type=float, default=defaults.core_fraction, metavar="F",
+                        help="instance mode: add a 4th class, each object's core (its pixels at "
+                        "least F of its largest edge distance inside), to seed the watershed (0: off)")
     parser.add_argument("--normalisation", choices=("percentile", "unit"), default=defaults.normalisation)
     parser.add_argument("--scale-range", type=float, nargs=2, default=defaults.scale_range,
                         metavar=("MIN", "MAX"),

@@ -1,11 +1,20 @@
-// Instances from a 3-class U-Net (background, interior, boundary), as unet/runtime/instances.py:
-// interior components (marker_min_distance 0) seed a watershed on the interior probability, or
-// the peaks of the interior's Euclidean distance transform (marker_min_distance > 0) seed one on
-// the negated distance. Each step repeats what Python's libraries do, down to the order in which
+// Instances from a 3-class (background, interior, boundary) or 4-class (+ core) U-Net, as
+// unet/runtime/instances.py: components of the seed class, the core if the model has one, else the
+// interior (marker_min_distance 0), seed a watershed on its probability, or the peaks of their
+// Euclidean distance transform (marker_min_distance > 0) seed one on the negated distance. Each step repeats what Python's libraries do, down to the order in which
 // ties are settled, so the labels are the same ids at the same pixels (tests/test_web_parity.py).
 
 export const BACKGROUND = 0;
 export const INTERIOR = 1;
+export const CORE = 3;
+
+/**
+ * The class whose regions seed the watershed: the core in a 4-class model, else the interior.
+ * @param {number} numClasses
+ */
+export function seedClass(numClasses) {
+  return numClasses === 4 ? CORE : INTERIOR;
+}
 
 /**
  * @typedef {{foreground_threshold: number, interior_threshold: number, marker_min_distance: number,
@@ -320,7 +329,7 @@ export function watershed(elevation, markers, mask, height, width) {
 }
 
 /**
- * Probabilities (H*W*3, row-major) -> instance ids (H*W), 0 = background, ids 1..N.
+ * Probabilities (H*W*K, row-major, K = 3 or 4) -> instance ids (H*W), 0 = background, ids 1..N.
  * @param {Float32Array} probabilities
  * @param {number} height
  * @param {number} width
@@ -329,32 +338,37 @@ export function watershed(elevation, markers, mask, height, width) {
  */
 export function instancesFromProbabilities(probabilities, height, width, params) {
   const count = height * width;
+  const channels = probabilities.length / count;
+  if (channels !== 3 && channels !== 4) {
+    throw new Error(`instance post-processing needs 3 or 4 probabilities per pixel, got ${channels}`);
+  }
+  const seedChannel = seedClass(channels);
   // numpy compares float32 arrays with a Python float in float32.
   const foregroundCut = Math.fround(params.foreground_threshold);
-  const interiorCut = Math.fround(params.interior_threshold);
+  const seedCut = Math.fround(params.interior_threshold);
   let foreground = new Uint8Array(count);
   for (let p = 0; p < count; p++) {
-    foreground[p] = Math.fround(1 - probabilities[3 * p + BACKGROUND]) >= foregroundCut ? 1 : 0;
+    foreground[p] = Math.fround(1 - probabilities[channels * p + BACKGROUND]) >= foregroundCut ? 1 : 0;
   }
   foreground = fillHoles(foreground, height, width);
-  let interior = new Uint8Array(count);
+  let seeds = new Uint8Array(count);
   let elevation = new Float64Array(count);
   for (let p = 0; p < count; p++) {
-    const interiorProbability = probabilities[3 * p + INTERIOR];
-    interior[p] = interiorProbability >= interiorCut && foreground[p] ? 1 : 0;
-    elevation[p] = -interiorProbability;
+    const seedProbability = probabilities[channels * p + seedChannel];
+    seeds[p] = seedProbability >= seedCut && foreground[p] ? 1 : 0;
+    elevation[p] = -seedProbability;
   }
   // Seeds smaller than a quarter of the smallest object are noise, not nuclei.
   const smallestSeed = Math.max(1, Math.floor(params.min_size / 4));
   let markers;
   if (params.marker_min_distance > 0) {
     // Specks of "boundary" inside a textured nucleus are holes, which would move the peaks.
-    interior = withoutSmallRegions(fillHoles(interior, height, width), height, width, smallestSeed);
-    const distance = distanceTransform(interior, height, width);
+    seeds = withoutSmallRegions(fillHoles(seeds, height, width), height, width, smallestSeed);
+    const distance = distanceTransform(seeds, height, width);
     markers = distancePeaks(distance, height, width, params.marker_min_distance);
     elevation = distance.map((value) => -value);
   } else {
-    markers = sequentialWithoutSmall(labelComponents(interior, height, width), smallestSeed);
+    markers = sequentialWithoutSmall(labelComponents(seeds, height, width), smallestSeed);
   }
   const flooded = watershed(elevation, markers, foreground, height, width);
   if (params.keep_unseeded === false) return sequentialWithoutSmall(flooded, params.min_size);

@@ -140,6 +140,7 @@ def labelled(metadata: ModelMetadata, images: list[np.ndarray], labels: list[np.
     if metadata.mode == "instance":
         from unet.runtime.instances import instance_targets
 
-        width = metadata.instance.boundary_width
-        return LabelledSet(images, [instance_targets(label, width) for label in labels], labels)
+        params = metadata.instance
+        targets = [instance_targets(label, params.boundary_width, params.core_fraction) for label in labels]
+        return LabelledSet(images, targets, labels)
     return LabelledSet(images, [label.astype(np.int64) for label in labels], None)

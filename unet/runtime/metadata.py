@@ -72,11 +72,14 @@ class Normalisation:
 
 @dataclass
 class InstanceParams:
-    """Post-processing of a 3-class (background, interior, boundary) output into instances.
+    """Targets and post-processing of an instance model's classes: background, interior,
+    boundary and, when core_fraction > 0, core (unet/runtime/instances.py).
 
-    marker_min_distance 0 seeds one object per connected interior region; a positive value
-    seeds one per peak of the interior's distance transform, at least that many pixels
-    apart, which also splits interiors that touch where the predicted boundary has a gap.
+    The seed class is the core when the model has one, else the interior; interior_threshold
+    is the probability at which a pixel of it becomes a seed.
+    marker_min_distance 0 seeds one object per connected seed region; a positive value
+    seeds one per peak of the seed regions' distance transform, at least that many pixels
+    apart, which also splits seed regions that touch where the predicted boundary has a gap.
     keep_unseeded: a foreground region that no seed's watershed reaches becomes an object of
     its own (True) or background (False). Such a region is either a faint object whose
     interior stayed under the threshold or a gap between objects that the model calls
@@ -89,6 +92,15 @@ class InstanceParams:
     foreground_threshold: float = 0.5
     marker_min_distance: int = 0
     keep_unseeded: bool = True
+    core_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.core_fraction < 1.0:
+            raise MetadataError(f"instance core_fraction must be in [0, 1), got {self.core_fraction}")
+
+    @property
+    def class_names(self) -> list[str]:
+        return ["background", "interior", "boundary"] + (["core"] if self.core_fraction > 0 else [])
 
 
 @dataclass
@@ -128,13 +140,14 @@ class ModelMetadata:
         if self.mode not in MODES:
             raise MetadataError(f"mode {self.mode!r} is not one of {MODES}")
         if self.mode == "instance":
-            if len(self.class_names) != 3:
-                raise MetadataError(
-                    "an instance model has exactly 3 classes (background, interior, boundary), "
-                    f"got {len(self.class_names)}: {self.class_names}"
-                )
             if self.instance is None:
                 self.instance = InstanceParams()
+            if len(self.class_names) != len(self.instance.class_names):
+                raise MetadataError(
+                    f"an instance model with core_fraction {self.instance.core_fraction} has "
+                    f"{len(self.instance.class_names)} classes ({', '.join(self.instance.class_names)}), "
+                    f"got {len(self.class_names)}: {self.class_names}"
+                )
         if self.object_diameter is not None and not self.object_diameter > 0:
             raise MetadataError(f"object_diameter must be positive, got {self.object_diameter}")
         if not self.class_colours:

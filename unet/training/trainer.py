@@ -59,6 +59,7 @@ class TrainConfig:
     boundary_width: int = 2
     min_instance_size: int = 16
     marker_min_distance: int = 0
+    core_fraction: float = 0.0
     normalisation: str = "percentile"
     scale_range: tuple[float, float] = (0.7, 1.4)
     instance_brightness: float = 1.0
@@ -143,7 +144,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         by_stem, class_names, channels, source = _folder_samples(config)
     train_stems, validation_stems = _split(config, list(by_stem))
     if config.mode == "instance":
-        class_names = ["background", "interior", "boundary"]
+        class_names = instance_params(config).class_names
     source["train_stems"] = train_stems
     source["validation_stems"] = validation_stems
     validation_labels = [by_stem[s][1] for s in validation_stems]
@@ -239,7 +240,7 @@ def _targets_for(config: TrainConfig, labels: list[np.ndarray]) -> list[np.ndarr
     if config.mode == "instance":
         from unet.runtime.instances import instance_targets
 
-        return [instance_targets(label, config.boundary_width) for label in labels]
+        return [instance_targets(label, config.boundary_width, config.core_fraction) for label in labels]
     return [label.astype(np.uint8) for label in labels]
 
 
@@ -265,6 +266,12 @@ def _pixel_weights_for(config: TrainConfig, labels: list[np.ndarray],
     return weights
 
 
+def instance_params(config: TrainConfig) -> InstanceParams:
+    return InstanceParams(config.boundary_width, config.min_instance_size,
+                          marker_min_distance=config.marker_min_distance,
+                          core_fraction=config.core_fraction)
+
+
 def build_metadata(config: TrainConfig, data: TrainingData) -> ModelMetadata:
     return ModelMetadata(
         input_size=(config.input_size, config.input_size),
@@ -272,9 +279,7 @@ def build_metadata(config: TrainConfig, data: TrainingData) -> ModelMetadata:
         class_names=data.class_names,
         mode=config.mode,
         normalisation=Normalisation(method=config.normalisation),
-        instance=InstanceParams(config.boundary_width, config.min_instance_size,
-                                marker_min_distance=config.marker_min_distance)
-        if config.mode == "instance" else None,
+        instance=instance_params(config) if config.mode == "instance" else None,
         name=config.name,
         description=config.description,
         training={
@@ -346,6 +351,9 @@ def check_model_options(config: TrainConfig, metadata: ModelMetadata) -> None:
     if config.checkpoint_every < 0:
         raise UserError(f"--checkpoint-every must be 0 (epoch ends only) or more, "
                         f"got {config.checkpoint_every}")
+    if config.core_fraction and config.mode != "instance":
+        raise UserError(f"--core-fraction {config.core_fraction} needs --mode instance: only instance "
+                        "models have objects with cores")
 
 
 def build_model(config: TrainConfig, metadata: ModelMetadata, synchronized_batch_norm: bool = False):
@@ -362,13 +370,40 @@ def build_model(config: TrainConfig, metadata: ModelMetadata, synchronized_batch
             synchronized_batch_norm=synchronized_batch_norm,
         )
     if config.init_weights is not None:
-        try:
-            model.load_weights(str(config.init_weights))
-        except ValueError as error:
-            raise UserError(f"--init-weights {config.init_weights} does not fit the model these options "
-                            f"build ({str(error).splitlines()[0]}); give the same --depth, --base-filters "
-                            "and classes it was trained with") from None
+        load_initial_weights(model, config.init_weights)
     return model
+
+
+def load_initial_weights(model, path: Path) -> None:
+    """`path`'s weights into `model`, layer by layer.
+
+    A model with more classes than `path`'s (an instance model given a core class) keeps the
+    classes they share; each new class starts as a copy of the interior's output weights, the
+    class it is carved from, so the new model starts where the old one stopped.
+    """
+    import keras
+
+    from unet.runtime.instances import INTERIOR
+
+    source = keras.models.load_model(path, compile=False)
+    mismatch = (f"--init-weights {path} does not fit the model these options build; give the same "
+                "--depth, --base-filters and architecture it was trained with")
+    if len(source.layers) != len(model.layers):
+        raise UserError(f"{mismatch} ({len(source.layers)} layers, these options build {len(model.layers)})")
+    last_weighted = max(i for i, layer in enumerate(model.layers) if layer.weights)
+    for i, (old, new) in enumerate(zip(source.layers, model.layers, strict=True)):
+        old_values = old.get_weights()
+        new_shapes = [w.shape for w in new.get_weights()]
+        if [v.shape for v in old_values] == new_shapes:
+            new.set_weights(old_values)
+            continue
+        grown = i == last_weighted and all(v.shape[:-1] == s[:-1] and v.shape[-1] < s[-1]
+                                           for v, s in zip(old_values, new_shapes, strict=True))
+        if not grown:
+            raise UserError(f"{mismatch} (layer {new.name}: {[v.shape for v in old_values]} against "
+                            f"{new_shapes})")
+        new.set_weights([np.concatenate([v] + [v[..., INTERIOR:INTERIOR + 1]] * (s[-1] - v.shape[-1]),
+                                        axis=-1) for v, s in zip(old_values, new_shapes, strict=True)])
 
 
 def fit(config: TrainConfig, data: TrainingData, metadata: ModelMetadata, state: TrainingState) -> FitResult:
