@@ -27,6 +27,16 @@ def _portable_path(path: Path) -> str:
         return resolved.as_posix()
 
 
+def initial_weights_chain(training: dict) -> list[dict]:
+    """The models a run started from, newest first: its initial weights, theirs, and so on."""
+    chain = []
+    record = training.get("initial_weights")
+    while record:
+        chain.append(record)
+        record = record.get("initial_weights")
+    return chain
+
+
 def _scores_line(accuracy: dict, mode: str) -> str:
     line = format_scores(accuracy)
     if mode == "semantic":
@@ -76,9 +86,11 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
         border = training["border_weight"]
         lines.append(f"- Loss weighted by the U-Net paper's border map: w0 {border['w0']:g}, sigma "
                      f"{border['sigma_px']:g} px of the training images.")
-    if "initial_weights" in training:
-        lines.append(f"- Started from the weights of `{training['initial_weights']['path']}` (SHA-256 "
-                     f"{training['initial_weights']['sha256'][:12]}...).")
+    starts = initial_weights_chain(training)
+    model_path = _portable_path(model_dir / report["model"])
+    for position, record in enumerate(starts):
+        lines.append(f"- {'That run started' if position else 'Started'} from the weights of "
+                     f"`{record['path']}` (SHA-256 {record['sha256'][:12]}...).")
     if metadata.instance is not None:
         lines.append(f"- Instance post-processing: {metadata.instance}, in model-input pixels.")
     if metadata.object_diameter is not None:
@@ -90,8 +102,9 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
     datasets = [datasets] if isinstance(datasets, str) else datasets
     lines += ["", "## Data", "", source_note, "", "## Reproduce", "", "```bash",
               *[f"python -m unet.datasets fetch {name}" for name in datasets],
+              *[record["command"] for record in reversed(starts) if record.get("command")],
               training.get("command", "make models   # this model's training line is in the Makefile"),
-              *([f"python -m unet.tune {_portable_path(model_dir / report['model'])}"]
+              *([training.get("tune_command", f"python -m unet.tune {model_path}")]
                 if training.get("tuned_on") else []),
               export_command.strip(),
               *(["python -m bench.generalisation"] if (model_dir / "generalisation.md").is_file() else []),

@@ -196,7 +196,7 @@ def test_export_refuses_a_calibration_folder_without_images(tmp_path, capsys):
     assert not list(tmp_path.glob("*.tflite"))
 
 
-def test_the_model_card_says_when_a_model_was_trained_with_the_border_map_from_other_weights():
+def test_the_model_card_says_when_a_model_was_trained_with_the_border_map_from_other_weights_and_theirs():
     import dataclasses
 
     from export.model_card import render_model_card
@@ -206,8 +206,15 @@ def test_the_model_card_says_when_a_model_was_trained_with_the_border_map_from_o
     metadata = load_metadata(folder / "nuclei.json")
     report = json.loads((folder / "nuclei.export.json").read_text())
     training = {**metadata.training, "border_weight": {"w0": 10.0, "sigma_px": 5.0},
-                "initial_weights": {"path": "runs/a/nuclei.keras", "sha256": "ab" * 32}}
+                "command": "python -m unet.train --out runs/c",
+                "initial_weights": {"path": "runs/b/nuclei.keras", "sha256": "ab" * 32,
+                                    "command": "python -m unet.train --out runs/b",
+                                    "initial_weights": {"path": "runs/a/nuclei.keras", "sha256": "cd" * 32,
+                                                        "command": "python -m unet.train --out runs/a"}}}
     card = render_model_card(dataclasses.replace(metadata, training=training), report, "x", folder)
     assert "border map: w0 10, sigma 5 px" in card
-    assert "Started from the weights of `runs/a/nuclei.keras` (SHA-256 abababababab...)" in card
+    assert "Started from the weights of `runs/b/nuclei.keras` (SHA-256 abababababab...)" in card
+    assert "That run started from the weights of `runs/a/nuclei.keras` (SHA-256 cdcdcdcdcdcd...)" in card
+    reproduce = card.split("## Reproduce")[1]
+    assert reproduce.index("--out runs/a") < reproduce.index("--out runs/b") < reproduce.index("--out runs/c")
     assert "border map" not in render_model_card(metadata, report, "x", folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     distances = [int(v) for v in args.candidates.split(",")]
     thresholds = [float(v) for v in args.interior_thresholds.split(",")]
     best, _ = tune_instance_params(args.model, distances, thresholds, args.limit)
-    path = save_instance_params(args.model, best)
+    arguments = sys.argv[1:] if argv is None else argv
+    path = save_instance_params(args.model, best, "python -m unet.tune " + shlex.join(arguments))
     print(f"chose marker_min_distance {best.marker_min_distance}, interior_threshold "
           f"{best.interior_threshold}, keep_unseeded {best.keep_unseeded}; wrote {path}")
     return 0

@@ -235,6 +235,7 @@ class WatershedHeap {
     this.ages = new Int32Array(capacity);
     this.indices = new Int32Array(capacity);
     this.size = 0;
+    this.poppedValue = 0;
   }
 
   /** @param {number} a @param {number} b */
@@ -266,9 +267,10 @@ class WatershedHeap {
     }
   }
 
-  /** @returns {number} the pixel index of the smallest item */
+  /** @returns {number} the pixel index of the smallest item; its value is left in `poppedValue` */
   pop() {
     const popped = this.indices[0];
+    this.poppedValue = this.values[0];
     const items = --this.size;
     this.swap(0, items);
     let i = 0;
@@ -289,8 +291,9 @@ class WatershedHeap {
 
 /**
  * skimage.segmentation.watershed(elevation, markers, mask=mask) as scikit-image 0.26 runs it,
- * 4-connected, no compactness: pixels are taken from the heap in order of their own elevation
- * (markers at theirs too), and each neighbour is labelled when it is first reached.
+ * 4-connected, no compactness: pixels are taken from the heap in order of their flooding cost,
+ * their own elevation but never less than the cost of the pixel that reached them (markers at
+ * their own elevation), and each neighbour is labelled when it is first reached.
  * @param {Float64Array | Float32Array} elevation
  * @param {Int32Array} markers
  * @param {Uint8Array} mask
@@ -308,15 +311,17 @@ export function watershed(elevation, markers, mask, height, width) {
     }
   }
   let age = 1;
+  let cost = 0;
   /** @param {number} q @param {number} p */
   const reach = (q, p) => {
     if (!mask[q] || output[q]) return;
     age += 1;
     output[q] = output[p];
-    heap.push(elevation[q], age, q);
+    heap.push(elevation[q] < cost ? cost : elevation[q], age, q);
   };
   while (heap.size > 0) {
     const p = heap.pop();
+    cost = heap.poppedValue;
     const y = Math.floor(p / width);
     const x = p - y * width;
     // skimage's neighbour order: up, left, right, down.

@@ -321,7 +321,8 @@ def training_object_diameter(data: TrainingData, config: TrainConfig) -> float:
 
 
 def initial_weights_record(path: Path) -> dict:
-    """Which model a run started from: its file, its SHA-256 and the command that trained it."""
+    """Which model a run started from: its file, its SHA-256, the command that trained it and,
+    if that run started from another model, that model's record in turn."""
     import hashlib
 
     from unet.runtime.metadata import load_metadata
@@ -331,7 +332,10 @@ def initial_weights_record(path: Path) -> dict:
     record = {"path": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
     sidecar = Path(path).with_suffix(".json")
     if sidecar.is_file():
-        record["command"] = load_metadata(sidecar).training.get("command")
+        training = load_metadata(sidecar).training
+        record["command"] = training.get("command")
+        if "initial_weights" in training:
+            record["initial_weights"] = training["initial_weights"]
     return record
 
 

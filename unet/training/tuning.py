@@ -63,9 +63,12 @@ def tune_instance_params(
     return best, results
 
 
-def save_instance_params(model: Path, params: InstanceParams) -> Path:
-    """Write the chosen parameters into the model's metadata; returns the metadata path."""
+def save_instance_params(model: Path, params: InstanceParams, command: str | None = None) -> Path:
+    """Write the chosen parameters, and the command that chose them, into the model's metadata;
+    returns the metadata path."""
     metadata = load_metadata(model)
     metadata.instance = params
     metadata.training["tuned_on"] = "train split: marker_min_distance, interior_threshold, keep_unseeded"
+    if command is not None:
+        metadata.training["tune_command"] = command
     return save_metadata(metadata, metadata_path_for(model))
