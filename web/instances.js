@@ -1,8 +1,9 @@
 // Instances from a 3-class (background, interior, boundary) or 4-class (+ core) U-Net, as
 // unet/runtime/instances.py: components of the seed class, the core if the model has one, else the
 // interior (marker_min_distance 0), seed a watershed on its probability, or the peaks of their
-// Euclidean distance transform (marker_min_distance > 0) seed one on the negated distance. Each step repeats what Python's libraries do, down to the order in which
-// ties are settled, so the labels are the same ids at the same pixels (tests/test_web_parity.py).
+// Euclidean distance transform (marker_min_distance > 0) seed one on the negated distance. Each
+// step repeats what Python's libraries do, down to the order in which ties are settled, so the
+// labels are the same ids at the same pixels (tests/test_web_parity.py).
 
 export const BACKGROUND = 0;
 export const INTERIOR = 1;
