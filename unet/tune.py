@@ -16,9 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path)
     parser.add_argument("--candidates", default="0,3,4,5,7",
                         help="comma-separated marker distances, in model-input pixels (0: one seed "
-                        "per interior region)")
+                        "per seed region)")
     parser.add_argument("--interior-thresholds", default="0.5,0.65,0.8",
-                        help="comma-separated interior probability thresholds")
+                        help="comma-separated seed probability thresholds (the core's in a 4-class "
+                        "model, else the interior's)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many training images")
     args = parser.parse_args(argv)
     distances = [int(v) for v in args.candidates.split(",")]

@@ -236,7 +236,6 @@ class WatershedHeap {
     this.ages = new Int32Array(capacity);
     this.indices = new Int32Array(capacity);
     this.size = 0;
-    this.poppedValue = 0;
   }
 
   /** @param {number} a @param {number} b */
@@ -268,10 +267,9 @@ class WatershedHeap {
     }
   }
 
-  /** @returns {number} the pixel index of the smallest item; its value is left in `poppedValue` */
+  /** @returns {number} the pixel index of the smallest item */
   pop() {
     const popped = this.indices[0];
-    this.poppedValue = this.values[0];
     const items = --this.size;
     this.swap(0, items);
     let i = 0;
@@ -321,8 +319,8 @@ export function watershed(elevation, markers, mask, height, width) {
     heap.push(elevation[q] < cost ? cost : elevation[q], age, q);
   };
   while (heap.size > 0) {
+    cost = heap.values[0];
     const p = heap.pop();
-    cost = heap.poppedValue;
     const y = Math.floor(p / width);
     const x = p - y * width;
     // skimage's neighbour order: up, left, right, down.
