@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from bench.results_file import machine, write_results
 from bench.separation import AT_IMAGE_SIZE, AT_MODEL_RESOLUTION, instances_at_image_size
 from unet.cli import run_cli
 from unet.data.nuclei_sim import NucleiSpec, make_nuclei_dataset
-from unet.data.recipes import NUCLEI_SIM, fetch
+from unet.data.recipes import NUCLEI_SIM, fetch, simulated_nuclei_specs
 from unet.data.splits import LabelledSet, recorded_split
 from unet.runtime.classical import ClassicalParams, choose_classical_params, otsu_watershed
 from unet.runtime.instance_metrics import (
@@ -57,47 +58,58 @@ class Source:
 
 
 def simulated_settings(
-    first_seed: int = HELD_OUT_SEED, images: int = HELD_OUT_IMAGES
+    first_seed: int = HELD_OUT_SEED, images: int = HELD_OUT_IMAGES, trained: Sequence[NucleiSpec] = ()
 ) -> dict[str, NucleiSpec]:
     """Held-out simulator settings: each takes one property (crowding: coverage and clustering
-    together) beyond the training ranges. Setting i is drawn on seed `first_seed` + i."""
+    together) beyond the ranges of the simulated data the model `trained` on (default: every
+    simulator recipe). Setting i is drawn on seed `first_seed` + i."""
+    trained = list(trained) or list(simulated_nuclei_specs().values())
     base = dataclasses.replace(NUCLEI_SIM, count=images)
-    trained = NUCLEI_SIM
-    sizes, photons, blur, coverage = (_span(trained.diameter), _span(trained.photons),
-                                      _span(trained.blur), _span(trained.coverage))
+    sizes, photons, blur, coverage, cluster, jitter, spread = (
+        _span(trained, name) for name in
+        ("diameter", "photons", "blur", "coverage", "cluster", "size_jitter", "brightness_spread"))
     settings = {
         "training settings": {},
-        f"brightness spread 30x (trained {trained.brightness_spread:g}x)": {"brightness_spread": 30.0},
+        f"brightness spread 30x (trained {spread}x)": {"brightness_spread": 30.0},
         f"nuclei 5-7 px (trained {sizes})": {"diameter": (5.0, 7.0), "size_jitter": 0.1},
         f"nuclei 44-60 px (trained {sizes})": {"diameter": (44.0, 60.0), "size": (384, 384)},
         f"low light, 15-40 photons (trained {photons})": {"photons": (15.0, 40.0)},
         f"heavy blur, sigma 2-3 px (trained {blur})": {"blur": (2.0, 3.0)},
         "field of view 1024x1024, nuclei 15-20 px (trained 256x256)": {"diameter": (15.0, 20.0),
                                                                        "size": (1024, 1024)},
-        f"mixed sizes, jitter 0.5 (trained {trained.size_jitter:g})": {"size_jitter": 0.5},
-        f"crowded, coverage 0.55-0.7, clustering 0.8 (trained {coverage}, {trained.cluster:g})":
+        f"mixed sizes, jitter 0.5 (trained {jitter})": {"size_jitter": 0.5},
+        f"crowded, coverage 0.55-0.7, clustering 0.8 (trained {coverage}, {cluster})":
             {"coverage": (0.55, 0.7), "cluster": 0.8},
-        **separation_settings(),
+        **separation_settings(_span(trained, "aspect")),
     }
     return {name: dataclasses.replace(base, seed=first_seed + index, **changes)
             for index, (name, changes) in enumerate(settings.items())}
 
 
-def separation_settings() -> dict[str, dict]:
+def separation_settings(trained_aspect: str) -> dict[str, dict]:
     """Settings that stress the separation of touching nuclei (unet.data.nuclei_sim's groups)."""
-    aspect = _span(NUCLEI_SIM.aspect)
     touching = {"overlap": 0.25, "coverage": (0.2, 0.35)}
     return {
         "touching pairs": {"group_size": 2, **touching},
         "chains of 4 touching nuclei": {"group_size": 4, **touching, "coverage": (0.25, 0.4)},
-        f"elongated side by side, aspect 2.5-3.5 (trained {aspect})":
+        f"elongated side by side, aspect 2.5-3.5 (trained {trained_aspect})":
             {"group_size": 2, "side_by_side": True, "aspect": (2.5, 3.5), **touching},
         "bright beside dim, 8x, touching pairs": {"group_size": 2, "neighbour_contrast": 8.0, **touching},
     }
 
 
-def _span(low_high: tuple[float, float]) -> str:
-    return "-".join(f"{value:g}" for value in low_high)
+def trained_simulations(metadata: ModelMetadata) -> list[NucleiSpec]:
+    """The simulator recipes among the datasets the model trained on."""
+    specs = simulated_nuclei_specs()
+    return [specs[name] for name in metadata.training.get("dataset", []) if name in specs]
+
+
+def _span(specs: Sequence[NucleiSpec], name: str) -> str:
+    """A setting's range over several recipes: "low-high", or one value when they agree."""
+    values = [getattr(spec, name) for spec in specs]
+    low = min(v[0] if isinstance(v, tuple) else v for v in values)
+    high = max(v[1] if isinstance(v, tuple) else v for v in values)
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
 
 
 def bbbc007_validation(metadata: ModelMetadata) -> LabelledSet | None:
@@ -121,7 +133,7 @@ def evaluation_sources(metadata: ModelMetadata) -> list[Source]:
     samples = load_folder(cells3d)
     sources.append(Source("cells3d slices (Allen Institute)", "automatic, method not stated",
                           "held-out source", [s.image for s in samples], [s.labels for s in samples]))
-    for name, spec in simulated_settings().items():
+    for name, spec in simulated_settings(trained=trained_simulations(metadata)).items():
         simulated = make_nuclei_dataset(spec)
         sources.append(Source(f"simulated: {name}", "exact (simulator)", "held-out settings and seeds",
                               [s.image for s in simulated], [s.instance_labels for s in simulated]))
@@ -132,8 +144,9 @@ def baseline_params(metadata: ModelMetadata) -> ClassicalParams:
     """Chosen on the training split: every real training image and some simulated ones."""
     training = recorded_split(metadata, "train")
     stems = metadata.training["train_stems"]
-    real = [i for i, s in enumerate(stems) if not s.startswith("nuclei-sim/")]
-    simulated = [i for i, s in enumerate(stems) if s.startswith("nuclei-sim/")][:BASELINE_SIM_IMAGES]
+    is_simulated = [s.split("/")[0] in simulated_nuclei_specs() for s in stems]
+    real = [i for i, simulated in enumerate(is_simulated) if not simulated]
+    simulated = [i for i, simulated in enumerate(is_simulated) if simulated][:BASELINE_SIM_IMAGES]
     chosen = training.subset(real + simulated)
     return choose_classical_params(chosen.images, chosen.instance_labels)
 

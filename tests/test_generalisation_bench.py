@@ -30,11 +30,11 @@ def test_an_object_with_a_tenth_of_its_pixels_on_a_label_counts_as_on_it():
 def test_model_selection_draws_its_simulated_rows_on_seeds_neither_training_nor_the_table_uses():
     from bench.generalisation import HELD_OUT_SEED, simulated_settings
     from bench.model_selection import DEVELOPMENT_SEED, development_sets
-    from unet.data.recipes import NUCLEI_SIM
+    from unet.data.recipes import simulated_nuclei_specs
 
     held_out = {spec.seed for spec in simulated_settings().values()}
     development = {DEVELOPMENT_SEED + index for index in range(len(held_out))}
-    assert not development & (held_out | {NUCLEI_SIM.seed})
+    assert not development & (held_out | {spec.seed for spec in simulated_nuclei_specs().values()})
     assert min(held_out) == HELD_OUT_SEED
     sets = development_sets(images_per_setting=1)
     assert list(sets) == [f"simulated: {name}" for name in simulated_settings()]
@@ -66,3 +66,23 @@ def test_model_selection_refuses_a_semantic_model_in_one_line():
                                capture_output=True, text=True)
     assert completed.returncode != 0
     assert "is a semantic model" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_held_out_rows_name_the_ranges_of_the_simulated_data_the_model_trained_on():
+    from types import SimpleNamespace
+
+    from bench.generalisation import simulated_settings, trained_simulations
+    from unet.data.recipes import NUCLEI_SIM, NUCLEI_SIM_CROWDED
+
+    only_first = SimpleNamespace(training={"dataset": ["bbbc007", "nuclei-sim"]})
+    both = SimpleNamespace(training={"dataset": ["bbbc007", "nuclei-sim", "nuclei-sim-crowded"]})
+    assert trained_simulations(only_first) == [NUCLEI_SIM]
+    assert trained_simulations(both) == [NUCLEI_SIM, NUCLEI_SIM_CROWDED]
+    names = list(simulated_settings(trained=trained_simulations(only_first)))
+    assert "crowded, coverage 0.55-0.7, clustering 0.8 (trained 0.1-0.45, 0.5)" in names
+    names = list(simulated_settings(trained=trained_simulations(both)))
+    assert "crowded, coverage 0.55-0.7, clustering 0.8 (trained 0.1-0.55, 0.5-0.7)" in names
+    assert "mixed sizes, jitter 0.5 (trained 0.2-0.35)" in names
+    # Every held-out setting still lies beyond what the crowded recipe trains on.
+    assert NUCLEI_SIM_CROWDED.coverage[1] <= 0.55 and NUCLEI_SIM_CROWDED.cluster < 0.8
+    assert NUCLEI_SIM_CROWDED.size_jitter < 0.5 and NUCLEI_SIM_CROWDED.aspect[1] < 2.5
