@@ -43,3 +43,21 @@ def test_watershed_beats_connected_components_on_touching_discs(tmp_path):
           f"{baseline_scores['f1@0.5']:.3f} ({baseline_scores['predicted_count']} found)")
     assert watershed_scores["f1@0.5"] >= 0.9
     assert baseline_scores["f1@0.5"] <= watershed_scores["f1@0.5"] - 0.1
+
+
+def test_tuning_warns_when_the_chosen_value_is_an_edge_of_its_grid():
+    from unet.runtime.metadata import InstanceParams
+    from unet.training.tuning import at_grid_edge
+
+    def chosen(distance: int, threshold: float) -> InstanceParams:
+        return InstanceParams(marker_min_distance=distance, interior_threshold=threshold)
+
+    assert at_grid_edge(chosen(4, 0.6), [0, 3, 4, 5], [0.45, 0.6, 0.75]) == []
+    assert at_grid_edge(chosen(0, 0.6), [0, 3, 5], [0.45, 0.6, 0.75]) == []  # 0 is a mode
+    [warning] = at_grid_edge(chosen(0, 0.75), [0, 3, 5], [0.45, 0.6, 0.75])
+    assert "interior_threshold 0.75 is the largest value tried; larger values" in warning
+    [warning] = at_grid_edge(chosen(3, 0.45), [0, 3], [0.45, 0.6])
+    assert "interior_threshold 0.45 is the smallest" in warning
+    [warning] = at_grid_edge(chosen(5, 0.6), [0, 3, 5], [0.45, 0.6, 0.75])
+    assert "marker_min_distance 5 is the largest" in warning
+    assert at_grid_edge(chosen(3, 0.6), [3], [0.6]) == []  # a single value is no grid

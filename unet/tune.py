@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from unet.cli import run_cli
-from unet.training.tuning import save_instance_params, tune_instance_params
+from unet.training.tuning import at_grid_edge, save_instance_params, tune_instance_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     distances = [int(v) for v in args.candidates.split(",")]
     thresholds = [float(v) for v in args.interior_thresholds.split(",")]
     best, _ = tune_instance_params(args.model, distances, thresholds, args.limit)
+    for warning in at_grid_edge(best, distances, thresholds):
+        print(f"warning: {warning}", file=sys.stderr)
     arguments = sys.argv[1:] if argv is None else argv
     path = save_instance_params(args.model, best, "python -m unet.tune " + shlex.join(arguments))
     print(f"chose marker_min_distance {best.marker_min_distance}, interior_threshold "

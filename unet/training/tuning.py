@@ -63,6 +63,22 @@ def tune_instance_params(
     return best, results
 
 
+def at_grid_edge(best: InstanceParams, distances: list[int], interior_thresholds: list[float]) -> list[str]:
+    """Warnings for each chosen value that is the largest or smallest its grid tried: the best
+    value may lie beyond it. A marker distance of 0 is a mode (one seed per seed region), not
+    an edge."""
+    warnings = []
+    nonzero_distances = [d for d in distances if d > 0]
+    for name, chosen, grid in (("marker_min_distance", best.marker_min_distance, nonzero_distances),
+                               ("interior_threshold", best.interior_threshold, interior_thresholds)):
+        if len(set(grid)) < 2 or chosen not in grid or min(grid) < chosen < max(grid):
+            continue
+        side, beyond = ("largest", "larger") if chosen == max(grid) else ("smallest", "smaller")
+        warnings.append(f"the chosen {name} {chosen:g} is the {side} value tried; "
+                        f"{beyond} values may score better")
+    return warnings
+
+
 def save_instance_params(model: Path, params: InstanceParams, command: str | None = None) -> Path:
     """Write the chosen parameters, and the command that chose them, into the model's metadata;
     returns the metadata path."""
