@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from bench.generalisation import bbbc007_validation, simulated_settings
+from bench.generalisation import bbbc007_validation, simulated_settings, trained_simulations
 from unet.cli import run_cli
-from unet.data.nuclei_sim import make_nuclei_dataset
+from unet.data.nuclei_sim import NucleiSpec, make_nuclei_dataset
 from unet.runtime.errors import UserError
 from unet.runtime.instance_metrics import dataset_instance_scores, dataset_touching_pairs_split
 from unet.runtime.segmenter import Segmenter, SegmentOptions
@@ -30,10 +31,13 @@ DEVELOPMENT_SEED = 12_345
 DEVELOPMENT_IMAGES = 6
 
 
-def development_sets(images_per_setting: int = DEVELOPMENT_IMAGES) -> dict[str, tuple[list, list]]:
-    """(images, instance labels) per held-out simulator setting, on development seeds."""
+def development_sets(
+    images_per_setting: int = DEVELOPMENT_IMAGES, trained: Sequence[NucleiSpec] = ()
+) -> dict[str, tuple[list, list]]:
+    """(images, instance labels) per held-out simulator setting, on development seeds; the rows
+    name the ranges of the simulated data in `trained` (default: every simulator recipe)."""
     sets = {}
-    for name, spec in simulated_settings(DEVELOPMENT_SEED, images_per_setting).items():
+    for name, spec in simulated_settings(DEVELOPMENT_SEED, images_per_setting, trained).items():
         samples = make_nuclei_dataset(spec)
         sets[f"simulated: {name}"] = ([s.image for s in samples], [s.instance_labels for s in samples])
     return sets
@@ -62,7 +66,8 @@ TOUCHING_ROW = "touching pairs split, all simulated rows"
 
 def compare(models: list[Path], images_per_setting: int = DEVELOPMENT_IMAGES) -> dict[str, dict[str, float]]:
     """F1@0.5 per row and model, each model's mean over the rows, and the share of touching
-    pairs of nuclei it splits over all simulated rows."""
+    pairs of nuclei it splits over all simulated rows. The rows name the ranges of the simulated
+    data any candidate trained on."""
     segmenters = {str(model): Segmenter.from_path(model) for model in models}
     for name, segmenter in segmenters.items():
         if segmenter.metadata.mode != "instance":
@@ -71,7 +76,9 @@ def compare(models: list[Path], images_per_setting: int = DEVELOPMENT_IMAGES) ->
     rows = {"BBBC007 validation images": {name: f1_at_half(s, *bbbc007_validation_pairs(s))
                                           for name, s in segmenters.items()}}
     split = {name: [0, 0] for name in segmenters}
-    for row, (images, labels) in development_sets(images_per_setting).items():
+    trained = list(dict.fromkeys(spec for segmenter in segmenters.values()
+                                 for spec in trained_simulations(segmenter.metadata)))
+    for row, (images, labels) in development_sets(images_per_setting, trained).items():
         rows[row] = {}
         for name, segmenter in segmenters.items():
             predicted = segment_default(segmenter, images)
