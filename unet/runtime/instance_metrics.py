@@ -15,21 +15,29 @@ F1_THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
 DSB_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 
 
-def iou_matrix(true_labels: np.ndarray, predicted_labels: np.ndarray) -> np.ndarray:
-    """(n_true, n_predicted) IoU of every true instance with every predicted one."""
+def overlap_counts(true_labels: np.ndarray, predicted_labels: np.ndarray) -> np.ndarray:
+    """(n_true + 1, n_predicted + 1) pixels shared by each true id and each predicted id, row and
+    column 0 the background (zero where there is none), then the objects in increasing id order."""
     if true_labels.shape != predicted_labels.shape:
         raise ValueError(f"label shapes differ: {true_labels.shape} vs {predicted_labels.shape}")
     true_ids, true_index = _ids_and_index(true_labels)
     predicted_ids, predicted_index = _ids_and_index(predicted_labels)
-    overlap = np.bincount(
-        true_index.ravel() * len(predicted_ids) + predicted_index.ravel(),
-        minlength=len(true_ids) * len(predicted_ids),
-    ).reshape(len(true_ids), len(predicted_ids))
+    true_index = true_index.ravel() + int(true_ids.size == 0 or true_ids[0] != 0)
+    predicted_index = predicted_index.ravel() + int(predicted_ids.size == 0 or predicted_ids[0] != 0)
+    rows = int(np.count_nonzero(true_ids)) + 1
+    columns = int(np.count_nonzero(predicted_ids)) + 1
+    counts = np.bincount(true_index * columns + predicted_index, minlength=rows * columns)
+    return counts.reshape(rows, columns)
+
+
+def iou_matrix(true_labels: np.ndarray, predicted_labels: np.ndarray) -> np.ndarray:
+    """(n_true, n_predicted) IoU of every true instance with every predicted one."""
+    overlap = overlap_counts(true_labels, predicted_labels)
     true_area = overlap.sum(axis=1, keepdims=True)
     predicted_area = overlap.sum(axis=0, keepdims=True)
     union = true_area + predicted_area - overlap
     iou = overlap / np.maximum(union, 1)
-    return iou[np.ix_(true_ids > 0, predicted_ids > 0)]
+    return iou[1:, 1:]
 
 
 def _ids_and_index(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
