@@ -24,6 +24,7 @@ from bench.generalisation import bbbc007_validation, simulated_settings, trained
 from unet.cli import run_cli
 from unet.data.nuclei_sim import NucleiSpec, make_nuclei_dataset
 from unet.runtime.errors import UserError
+from unet.runtime.instance_errors import MISSED_KINDS, ErrorCounts, dataset_error_counts
 from unet.runtime.instance_metrics import dataset_instance_scores, dataset_touching_pairs_split
 from unet.runtime.segmenter import Segmenter, SegmentOptions
 
@@ -64,9 +65,14 @@ def f1_at_half(segmenter: Segmenter, images: list, labels: list) -> float:
 TOUCHING_ROW = "touching pairs split, all simulated rows"
 
 
+def missed_row(kind: str) -> str:
+    return f"nuclei missed as {kind.replace('_', ' ')}, share of all simulated nuclei"
+
+
 def compare(models: list[Path], images_per_setting: int = DEVELOPMENT_IMAGES) -> dict[str, dict[str, float]]:
-    """F1@0.5 per row and model, each model's mean over the rows, and the share of touching
-    pairs of nuclei it splits over all simulated rows. The rows name the ranges of the simulated
+    """F1@0.5 per row and model, each model's mean over the rows, the share of touching pairs
+    of nuclei it splits over all simulated rows, and the shares of those nuclei it misses by
+    kind (unet.runtime.instance_errors). The rows name the ranges of the simulated
     data any candidate trained on."""
     segmenters = {str(model): Segmenter.from_path(model) for model in models}
     for name, segmenter in segmenters.items():
@@ -76,6 +82,7 @@ def compare(models: list[Path], images_per_setting: int = DEVELOPMENT_IMAGES) ->
     rows = {"BBBC007 validation images": {name: f1_at_half(s, *bbbc007_validation_pairs(s))
                                           for name, s in segmenters.items()}}
     split = {name: [0, 0] for name in segmenters}
+    errors = {name: ErrorCounts() for name in segmenters}
     trained = list(dict.fromkeys(spec for segmenter in segmenters.values()
                                  for spec in trained_simulations(segmenter.metadata)))
     for row, (images, labels) in development_sets(images_per_setting, trained).items():
@@ -85,8 +92,12 @@ def compare(models: list[Path], images_per_setting: int = DEVELOPMENT_IMAGES) ->
             rows[row][name] = float(dataset_instance_scores(labels, predicted)["f1@0.5"])
             done, pairs = dataset_touching_pairs_split(labels, predicted)
             split[name] = [split[name][0] + done, split[name][1] + pairs]
+            errors[name] = errors[name] + dataset_error_counts(labels, predicted)
     rows["mean"] = {name: float(np.mean([row[name] for row in rows.values()])) for name in segmenters}
     rows[TOUCHING_ROW] = {name: done / max(1, pairs) for name, (done, pairs) in split.items()}
+    for kind in MISSED_KINDS:
+        rows[missed_row(kind)] = {name: getattr(counts, kind) / max(1, counts.labelled)
+                                  for name, counts in errors.items()}
     return rows
 
 
