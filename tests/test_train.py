@@ -224,3 +224,28 @@ def test_a_core_class_on_a_semantic_model_is_one_clear_line(tmp_path):
                            "--core-fraction", "0.5", "--out", str(tmp_path / "x"))
     assert result.returncode != 0
     assert "--core-fraction 0.5 needs --mode instance" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_instance_models_validation_sees_its_images_at_the_trained_scale_in_windows():
+    from unet.runtime.metadata import ModelMetadata
+    from unet.training.pipeline import validation_arrays
+    from unet.training.trainer import TrainConfig, middle_scale
+
+    metadata = ModelMetadata(input_size=(8, 8), channels=1, class_names=["background", "object"])
+    image = np.zeros((6, 6), np.float32)
+    image[:3] = 1.0
+    target = (image > 0).astype(np.uint8)
+    config = TrainConfig(out=Path("unused"), input_size=8, scale_range=(0.6, 1.3))
+    assert middle_scale((20, 30), config) == pytest.approx(np.sqrt(0.6 * 1.3))
+    # Never below the crop size: both ends of the range clip to 8/6 for a 6 px image.
+    assert middle_scale(image.shape, config) == pytest.approx(8 / 6)
+    inputs, targets = validation_arrays([image], [target], metadata, scales=[2.0])
+    # 6 px at scale 2 is 12 px: windows start at 0 and 4 on each axis.
+    assert inputs.shape == (4, 8, 8, 1) and targets.shape == (4, 8, 8, 1)
+    np.testing.assert_array_equal(targets[0, :, 0, 0], [1, 1, 1, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(targets[2, :, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(inputs[..., 0] > 0.5, targets[..., 0] > 0)
+    whole_inputs, whole_targets = validation_arrays([image], [target], metadata)
+    assert whole_inputs.shape == whole_targets.shape == (1, 8, 8, 1)
+    with pytest.raises(ValueError, match=r"smaller than the model input"):
+        validation_arrays([image], [target], metadata, scales=[1.0])

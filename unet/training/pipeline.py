@@ -1,9 +1,10 @@
 """tf.data input pipelines: random scale, crop and mask-consistent augmentation for training;
-the inference `preprocess` itself for validation, so validation scores what users will get.
+the inference `preprocess` and windows for validation, so validation scores what users will get.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,7 +14,13 @@ from PIL import Image
 
 from unet.runtime.imageio import resize_array
 from unet.runtime.metadata import ModelMetadata, Normalisation
-from unet.runtime.preprocess import normalise_intensities, normalise_to_channels, preprocess
+from unet.runtime.preprocess import (
+    normalise_intensities,
+    normalise_to_channels,
+    prepare_pixels,
+    preprocess,
+)
+from unet.runtime.tiling import window_starts
 
 
 @dataclass
@@ -181,11 +188,33 @@ def _augment_intensity(image: tf.Tensor, augmentation: Augmentation, seeds: tf.T
 
 
 def validation_arrays(
-    images: list[np.ndarray], targets: list[np.ndarray], metadata: ModelMetadata
+    images: list[np.ndarray], targets: list[np.ndarray], metadata: ModelMetadata,
+    scales: list[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Raw images through `preprocess` -> (N, h, w, C) float32; targets resized nearest -> (N, h, w, 1)."""
-    inputs = np.concatenate([preprocess(image, metadata)[0] for image in images])
-    resized_targets = np.stack(
-        [resize_array(t.astype(np.uint8), metadata.input_size, Image.Resampling.NEAREST) for t in targets]
-    )
-    return inputs, resized_targets[..., None].astype(np.float32)
+    """Validation images and targets -> inputs (N, h, w, C) float32 and targets (N, h, w, 1).
+
+    Without `scales`, each whole image goes through `preprocess` (resized to the model input),
+    its target resized nearest. With them, each image is rescaled by its scale (model-input
+    pixels per image pixel, at least the input size over the image's shorter side), normalised
+    whole, and cut into model-sized windows that cover it, as tiled inference cuts it.
+    """
+    if scales is None:
+        inputs = np.concatenate([preprocess(image, metadata)[0] for image in images])
+        resized_targets = np.stack(
+            [resize_array(t.astype(np.uint8), metadata.input_size, Image.Resampling.NEAREST) for t in targets]
+        )
+        return inputs, resized_targets[..., None].astype(np.float32)
+    window_h, window_w = metadata.input_size
+    windows, window_targets = [], []
+    for image, target, scale in zip(images, targets, scales, strict=True):
+        scaled_size = (math.ceil(target.shape[0] * scale), math.ceil(target.shape[1] * scale))
+        if scaled_size[0] < window_h or scaled_size[1] < window_w:
+            raise ValueError(f"scale {scale} makes a {target.shape[:2]} image {scaled_size}, "
+                             f"smaller than the model input {metadata.input_size}")
+        prepared = prepare_pixels(resize_array(image, scaled_size, Image.Resampling.BILINEAR), metadata)
+        scaled_target = resize_array(target.astype(np.uint8), scaled_size, Image.Resampling.NEAREST)
+        for top in window_starts(scaled_size[0], window_h, overlap=0.0):
+            for left in window_starts(scaled_size[1], window_w, overlap=0.0):
+                windows.append(prepared[top : top + window_h, left : left + window_w])
+                window_targets.append(scaled_target[top : top + window_h, left : left + window_w])
+    return np.stack(windows).astype(np.float32), np.stack(window_targets)[..., None].astype(np.float32)

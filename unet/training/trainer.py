@@ -305,19 +305,23 @@ def build_metadata(config: TrainConfig, data: TrainingData) -> ModelMetadata:
 def training_object_diameter(data: TrainingData, config: TrainConfig) -> float:
     """The median object diameter, in model-input pixels, that training showed the model.
 
-    Each training image is seen at random scales (never below the crop size); its objects count
-    at the geometric middle of the scales it can be drawn at.
+    Each training image is seen at random scales; its objects count at `middle_scale`.
     """
     from skimage.measure import regionprops
 
-    low, high = config.scale_range
     diameters = []
     for labels in data.train_instances:
-        smallest_scale = config.input_size / min(labels.shape)
-        scales = (max(low, smallest_scale), max(high, smallest_scale))
-        scale = math.sqrt(scales[0] * scales[1])
+        scale = middle_scale(labels.shape, config)
         diameters.extend(region.equivalent_diameter_area * scale for region in regionprops(labels))
     return round(float(np.median(diameters)), 1) if diameters else None
+
+
+def middle_scale(image_shape: tuple[int, ...], config: TrainConfig) -> float:
+    """The geometric middle of the scales training draws an image of this shape at (its scale
+    range, never below the crop size)."""
+    low, high = config.scale_range
+    smallest_scale = config.input_size / min(image_shape[:2])
+    return math.sqrt(max(low, smallest_scale) * max(high, smallest_scale))
 
 
 def initial_weights_record(path: Path) -> dict:
@@ -428,7 +432,11 @@ def fit(config: TrainConfig, data: TrainingData, metadata: ModelMetadata, state:
         patience=config.patience, loss=config.loss, seed=config.seed,
         checkpoint_every=config.checkpoint_every, verbose=config.verbose,
     )
-    validation = validation_arrays(data.validation_images, data.validation_targets, metadata)
+    # An instance model's default path (auto-scale) shows it objects at the trained diameter, so
+    # its validation does too; a semantic model's default path resizes the whole image.
+    scales = ([middle_scale(image.shape, config) for image in data.validation_images]
+              if config.mode == "instance" else None)
+    validation = validation_arrays(data.validation_images, data.validation_targets, metadata, scales)
     best_epoch, best_score = loop.run(
         settings, functools.partial(build_model, config, metadata), train_stream(config, data, metadata),
         validation, metadata.num_classes, state, strategy)
