@@ -299,6 +299,10 @@ class Training:
             state.folder / f"checkpoints-{task_name(strategy)}"
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.own_folder), max_to_keep=1)
         self.train_step, self.validate_step = self._steps(LOSS_TERMS[settings.loss])
+        # Both pipelines are built once: a tf.data pipeline built every epoch keeps its memory
+        # (its resident memory grew 680 MB an epoch on the nuclei recipe at --scale-range 1 2).
+        self.validation_batches = strategy.distribute_datasets_from_function(self._validation_pipeline)
+        self.train_batches = None
 
     @property
     def epoch(self) -> int:
@@ -381,13 +385,16 @@ class Training:
         import tensorflow as tf
 
         settings, progress = self.settings, self.progress
-        epoch, first_batch = self.epoch, self.epoch * settings.steps_per_epoch + self.step
-        iterator = iter(self.strategy.distribute_datasets_from_function(
-            lambda context: self.train_stream(first_batch, context.input_pipeline_id,
-                                              context.num_input_pipelines,
-                                              context.get_per_replica_batch_size(settings.batch_size))))
+        epoch = self.epoch
+        if self.train_batches is None:
+            # The stream is endless: one iterator, started at the restored position, runs to the end.
+            first_batch = epoch * settings.steps_per_epoch + self.step
+            self.train_batches = iter(self.strategy.distribute_datasets_from_function(
+                lambda context: self.train_stream(first_batch, context.input_pipeline_id,
+                                                  context.num_input_pipelines,
+                                                  context.get_per_replica_batch_size(settings.batch_size))))
         for step in range(self.step, settings.steps_per_epoch):
-            loss, matrix = self.train_step(iterator)
+            loss, matrix = self.train_step(self.train_batches)
             progress["epoch_loss"].assign_add(tf.cast(loss, tf.float64))
             progress["epoch_confusion"].assign_add(matrix)
             progress["step"].assign(step + 1)
@@ -418,7 +425,7 @@ class Training:
         """Summed per-sample loss, sample count and confusion over the validation set, all workers'."""
         import numpy as np
 
-        iterator = iter(self.strategy.distribute_datasets_from_function(self._validation_pipeline))
+        iterator = iter(self.validation_batches)
         loss_sum = count = 0.0
         matrix = np.zeros((self.num_classes, self.num_classes))
         for _ in range(self.validation_steps):
