@@ -2,6 +2,7 @@
 model-selection bench's development data."""
 
 import numpy as np
+import pytest
 
 from bench.generalisation import off_label_share
 from unet.data.nuclei_sim import NucleiSpec, make_nuclei_dataset
@@ -54,6 +55,28 @@ def test_model_selection_scores_a_candidate_through_the_edge_runners_default_pat
     sample = make_nuclei_dataset(NucleiSpec(count=1, seed=424_242, diameter=(14.0, 14.0)))[0]
     assert f1_at_half(segmenter, [sample.image], [sample.instance_labels]) >= 0.8
     assert f1_at_half(segmenter, [sample.image], [np.zeros_like(sample.instance_labels)]) == 0.0
+
+
+def test_model_selection_bootstraps_a_candidates_difference_over_the_same_images():
+    from bench.model_selection import f1_from_counts, paired_bootstrap
+
+    # true positives, false positives, false negatives of each image
+    reference = np.array([[8, 2, 2], [5, 0, 5], [9, 1, 0], [4, 4, 4], [7, 1, 2], [6, 3, 1]])
+    assert f1_from_counts(reference[:1]) == pytest.approx(0.8)
+    assert f1_from_counts(np.zeros((1, 3))) == 1.0  # nothing labelled, nothing found
+    assert paired_bootstrap([(reference, reference)]) == (0.0, 0.0, 0.0)
+    better = reference + np.array([[1, -1, -1]] * 6)  # one more nucleus found on every image
+    difference, low, high = paired_bootstrap([(reference, better)])
+    assert difference == pytest.approx(float(f1_from_counts(better) - f1_from_counts(reference)))
+    assert 0 < low <= difference <= high
+    # Mixed news (better on one image, worse on another) straddles zero.
+    mixed = reference + np.array([[2, -2, -2], [-2, 2, 2], [0, 0, 0], [0, 0, 0], [1, -1, -1], [-1, 1, 1]])
+    _, low, high = paired_bootstrap([(reference, mixed)])
+    assert low < 0 < high
+    # Two rows: the mean of their differences, each row resampled within itself.
+    difference, low, high = paired_bootstrap([(reference, better), (reference, reference)])
+    assert difference == pytest.approx(float(f1_from_counts(better) - f1_from_counts(reference)) / 2)
+    assert 0 < low <= high
 
 
 def test_model_selection_refuses_a_semantic_model_in_one_line():
