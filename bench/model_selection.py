@@ -77,7 +77,9 @@ def counts_at_half(labels: list, predicted: list) -> np.ndarray:
 
 
 def f1_from_counts(counts: np.ndarray) -> np.ndarray:
-    """F1 of counts summed over the second-to-last axis: (..., N, 3) -> (...)."""
+    """F1 of counts summed over the second-to-last axis: (..., N, 3) -> (...); the F1 of
+    `unet.runtime.instance_metrics.scores_from_counts` (1 where nothing was labelled or found),
+    vectorised for resampling."""
     tp, fp, fn = np.moveaxis(counts.sum(axis=-2), -1, 0)
     denominator = 2 * tp + fp + fn
     return np.divide(2 * tp, denominator, out=np.ones(denominator.shape), where=denominator > 0)
@@ -113,7 +115,7 @@ def missed_row(kind: str) -> str:
 @dataclass(frozen=True)
 class Comparison:
     """scores: row -> model -> value; differences: row -> candidate -> (F1@0.5 minus the first
-    model's, low, high), the rows whose images every model saw (`differences`)."""
+    model's, low, high), over the rows whose images every model saw."""
 
     scores: dict[str, dict[str, float]]
     differences: dict[str, dict[str, tuple[float, float, float]]]

@@ -302,7 +302,7 @@ class Training:
         # Both pipelines are built once: a tf.data pipeline built every epoch keeps its memory
         # (its resident memory grew 680 MB an epoch on the nuclei recipe at --scale-range 1 2).
         self.validation_batches = strategy.distribute_datasets_from_function(self._validation_pipeline)
-        self.train_batches = None
+        self.train_batches = None  # the endless stream's one iterator, from the position `restore` finds
 
     @property
     def epoch(self) -> int:
@@ -332,6 +332,11 @@ class Training:
                             f"remove every worker's {self.state.folder.name} to start again")
         if self.chief:
             trim_history(self.state.history, self.epoch)
+        batch_size = self.settings.batch_size
+        self.train_batches = iter(self.strategy.distribute_datasets_from_function(
+            lambda context: self.train_stream(position, context.input_pipeline_id,
+                                              context.num_input_pipelines,
+                                              context.get_per_replica_batch_size(batch_size))))
 
     def _steps(self, loss_terms: tuple[str, ...]):
         import tensorflow as tf
@@ -386,13 +391,6 @@ class Training:
 
         settings, progress = self.settings, self.progress
         epoch = self.epoch
-        if self.train_batches is None:
-            # The stream is endless: one iterator, started at the restored position, runs to the end.
-            first_batch = epoch * settings.steps_per_epoch + self.step
-            self.train_batches = iter(self.strategy.distribute_datasets_from_function(
-                lambda context: self.train_stream(first_batch, context.input_pipeline_id,
-                                                  context.num_input_pipelines,
-                                                  context.get_per_replica_batch_size(settings.batch_size))))
         for step in range(self.step, settings.steps_per_epoch):
             loss, matrix = self.train_step(self.train_batches)
             progress["epoch_loss"].assign_add(tf.cast(loss, tf.float64))
