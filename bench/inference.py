@@ -22,6 +22,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,25 @@ def instance_postprocess_timings(model_path: Path, image_path: Path, runs: int) 
     return interleaved_latency(runners, tensor, runs, settle_s=SETTLE_S)
 
 
+def flips_cost(model_path: Path, image_path: Path, runs: int) -> dict[str, dict]:
+    """The default path of the edge runner on the int8 model, decode to instances, without and
+    with test-time flips (`--flips`), interleaved."""
+    import dataclasses
+
+    from unet.runtime.segmenter import SegmentOptions
+
+    segmenter = Segmenter.from_path(model_path, num_threads=CPUS)
+    default = SegmentOptions.default_for(segmenter.metadata)
+    image = read_image(image_path)
+
+    def segment_with(flips: bool) -> Callable[[None], object]:
+        options = dataclasses.replace(default, flips=flips).to_kwargs()
+        return lambda _: segmenter.segment(image, **options)
+
+    runners = {"default path": segment_with(False), "default path, --flips": segment_with(True)}
+    return interleaved_latency(runners, None, runs, settle_s=SETTLE_S)
+
+
 def variant_accuracy(model_dir: Path, stem: str) -> dict[str, dict]:
     report = json.loads((model_dir / f"{stem}.export.json").read_text())
     rows = {KERAS.id: report.get("keras", {})}
@@ -222,6 +242,7 @@ def bench_model(metadata_path: Path, runs: int, peak: float) -> dict:
     if metadata.mode == "instance":
         result["instance_postprocess_512"] = instance_postprocess_timings(
             model_dir / f"{stem}.int8.tflite", image_path, min(runs, 30))
+        result["flips"] = flips_cost(model_dir / f"{stem}.int8.tflite", image_path, min(runs, 20))
     return result
 
 
@@ -255,6 +276,11 @@ def render_markdown(results: dict) -> str:
             lines += [f"| {step} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} |"
                       for step, row in timings.items()]
             lines.append("")
+        if "flips" in model:
+            plain, flipped = model["flips"]["default path"], model["flips"]["default path, --flips"]
+            lines += [f"The edge runner's default path on {model['example']} with LiteRT int8, decode to "
+                      f"instances, interleaved: p50 {plain['p50_ms']:.1f} ms, and {flipped['p50_ms']:.1f} ms "
+                      f"with test-time flips (`--flips`), {flipped['p50_ms'] / plain['p50_ms']:.2f}x.", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -72,10 +72,10 @@ const toB64 = (bytes) => {
   for (let i = 0; i < bytes.length; i += 32768) text += String.fromCharCode(...bytes.subarray(i, i + 32768));
   return btoa(text);
 };"""
-SEGMENT_FILE = """async ([b64, model]) => {
+SEGMENT_FILE = """async ([b64, model, flips]) => {
   """ + B64 + """
   const bytes = toBytes(b64);
-  const result = await window.unetEdge.segment(new Blob([bytes]), {model, runs: 1});
+  const result = await window.unetEdge.segment(new Blob([bytes]), {model, runs: 1, flips});
   return {...result, mask: toB64(result.mask), instanceLabels: null};
 }"""
 RUN_TENSOR = """async ([b64, model, variant]) => {
@@ -108,13 +108,15 @@ def load_image(path: Path) -> np.ndarray:
     return read_image(path)
 
 
-def test_every_example_from_its_file_agrees_with_the_servers_int8(page):
+@pytest.mark.parametrize("flips", [False, True])
+def test_every_example_from_its_file_agrees_with_the_servers_int8(page, flips):
     for name, example in examples():
-        server = Segmenter.from_path(variant_path(MODELS[name], "int8")).segment(str(example)).segmentation
-        result = page.evaluate(SEGMENT_FILE, [base64.b64encode(example.read_bytes()).decode(), name])
+        server = Segmenter.from_path(variant_path(MODELS[name], "int8")).segment(str(example), flips=flips)
+        server = server.segmentation
+        result = page.evaluate(SEGMENT_FILE, [base64.b64encode(example.read_bytes()).decode(), name, flips])
         mask = np.frombuffer(base64.b64decode(result["mask"]), np.uint8).reshape(result["height"], result["width"])
         agreement = float((mask == server.class_mask).mean())
-        print(f"{example.name}: {agreement:.4%} of pixels agree; instances {result['instances']} "
+        print(f"{example.name}{' with flips' if flips else ''}: {agreement:.4%} of pixels agree; instances {result['instances']} "
               f"(server {server.instance_count}); {result['backend']}, p50 {result['p50_ms']:.1f} ms")
         assert agreement >= 0.995
         if server.instance_count is not None:

@@ -8,6 +8,7 @@ without their sidecar JSON. Runs where `../shared/piemu` and its arm64 root file
 (root, once per machine: `bash ../shared/piemu/setup_rootfs.sh`); elsewhere it skips and says why.
 """
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -97,6 +98,8 @@ def test_tflite_runtime_on_emulated_arm64_agrees_with_litert_on_x86(tmp_path):
             shutil.copy(REPO / "assets" / name / f"{name}.{variant}.tflite", work / "models" / name)
             commands.append(f"python -m unet.segment models/{name}/{name}.{variant}.tflite "
                             f"assets/examples/{name}-*.png --out out/{name}-{variant} --threads 2")
+    commands.append("python -m unet.segment models/nuclei/nuclei.int8.tflite assets/examples/nuclei-*.png "
+                    "--out out/nuclei-int8-flips --threads 2 --flips")
     completed = run_in_pi(work, commands, VENV)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "tflite-runtime 2.14.0" in completed.stdout
@@ -116,3 +119,15 @@ def test_tflite_runtime_on_emulated_arm64_agrees_with_litert_on_x86(tmp_path):
             print(f"{name} {variant}: tflite-runtime 2.14 on emulated arm64 agrees with ai-edge-litert "
                   f"on x86 on {agreement:.4%} of pixels")
             assert agreement >= MIN_AGREEMENT
+    segmenter = Segmenter.from_path(REPO / "assets" / "nuclei" / "nuclei.int8.tflite")
+    with_flips = dataclasses.replace(SegmentOptions.default_for(segmenter.metadata), flips=True).to_kwargs()
+    agreed = total = 0
+    for image_path in image_files(work / "assets" / "examples"):
+        if image_path.name.startswith("nuclei-"):
+            expected = segmenter.segment(image_path, **with_flips).segmentation.class_mask
+            found = np.asarray(Image.open(work / "out" / "nuclei-int8-flips" / f"{image_path.stem}_mask.png"))
+            agreed += int((found == expected).sum())
+            total += expected.size
+    print(f"nuclei int8 with --flips: tflite-runtime 2.14 on emulated arm64 agrees with ai-edge-litert on x86 "
+          f"on {agreed / total:.4%} of pixels")
+    assert agreed / total >= MIN_AGREEMENT

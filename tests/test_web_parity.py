@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.test_flips import running_sum_from_top_left
 from tests.test_instances import bridged_core_probabilities, unseeded_strip_probabilities
 from unet.runtime.backends import LiteRTBackend
+from unet.runtime.flips import flip_averaged
 from unet.runtime.imageio import image_files, read_image
 from unet.runtime.metadata import (
     InstanceParams,
@@ -191,8 +193,24 @@ def test_browser_overlay_draws_pythons_pixels(tmp_path):
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_browser_flip_average_matches_python(tmp_path):
+    folder = tmp_path / "flips"
+    folder.mkdir()
+    shapes = [(1, 1, 3, 1), (1, 5, 7, 2), (1, 16, 12, 4)]
+    rng = np.random.default_rng(5)
+    for index, shape in enumerate(shapes):
+        tensor = rng.random(shape, dtype=np.float32)
+        (folder / f"{index}.tensor").write_bytes(tensor.tobytes())
+        (folder / f"{index}.expected").write_bytes(flip_averaged(running_sum_from_top_left, tensor).tobytes())
+        (folder / f"{index}.json").write_text(json.dumps(
+            {"size": list(shape[1:3]), "tensor": f"{index}.tensor", "expected": f"{index}.expected"}))
+    completed = run_node_tests(tmp_path, "flips")
+    assert f"# pass {len(shapes) + 1}" in completed.stdout, completed.stdout[-2000:]
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_browser_tests_fail_without_their_fixtures(tmp_path):
-    for kind in ("preprocess", "postprocess", "overlay"):
+    for kind in ("preprocess", "postprocess", "overlay", "flips"):
         completed = subprocess.run([NODE, "--test", str(REPO / "web" / "test" / f"{kind}.test.js")],
                                    capture_output=True, text=True,
                                    env={"WEB_FIXTURES": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=120)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -78,6 +79,9 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument("--tile", action="store_true", help="full-resolution sliding windows")
     parser.add_argument("--threshold", type=float, default=None, help="binary models only")
+    parser.add_argument("--flips", action="store_true",
+                        help="average the model's output over the image and its three mirror images: "
+                        "four model calls a pass, better separation of touching objects")
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--resize", action="store_true",
                        help="resize the whole image to the model input, one pass (the default for "
@@ -95,5 +99,5 @@ def segment_options(args: argparse.Namespace, metadata: ModelMetadata) -> Segmen
     from unet.runtime.segmenter import SegmentOptions
 
     if not (args.resize or args.tile or args.diameter is not None or args.auto_scale):
-        return SegmentOptions.default_for(metadata, args.threshold)
-    return SegmentOptions(args.threshold, args.tile, args.diameter, args.auto_scale)
+        return dataclasses.replace(SegmentOptions.default_for(metadata, args.threshold), flips=args.flips)
+    return SegmentOptions(args.threshold, args.tile, args.diameter, args.auto_scale, args.flips)

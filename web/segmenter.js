@@ -3,6 +3,7 @@
 // then `runs` timed calls on the same tensor).
 
 import {LiteRtJsBackend} from './backend.js';
+import {flipAveraged} from './flips.js';
 import {segmentProbabilities} from './postprocess.js';
 import {percentile, preprocess} from './preprocess.js';
 
@@ -52,18 +53,23 @@ export class Segmenter {
 
   /**
    * Segment one image; `runs` timed model calls after a warm-up (0: the single call only).
+   * flips: average the model's output over the image and its mirror images (flips.js), four
+   * model calls each, as the Python runtime's `--flips`.
    * @param {Pixels} pixels
-   * @param {{runs?: number, threshold?: number | null}} [options]
+   * @param {{runs?: number, threshold?: number | null, flips?: boolean}} [options]
    * @returns {Promise<SegmentResult>}
    */
-  async segment(pixels, {runs = 0, threshold = null} = {}) {
+  async segment(pixels, {runs = 0, threshold = null, flips = false} = {}) {
+    const [height, width] = this.metadata.input_size;
+    const runModel = (/** @type {Float32Array} */ input) => this.backend.run(input);
+    const run = flips ? (/** @type {Float32Array} */ input) => flipAveraged(runModel, input, height, width) : runModel;
     let start = performance.now();
     const {tensor, originalSize} = preprocess(pixels, this.metadata);
     const preprocessMs = performance.now() - start;
     start = performance.now();
-    const probabilities = await this.backend.run(tensor);
+    const probabilities = await run(tensor);
     const firstCallMs = performance.now() - start;
-    const latenciesMs = await timedCalls(() => this.backend.run(tensor), runs);
+    const latenciesMs = await timedCalls(() => run(tensor), runs);
     start = performance.now();
     const segmentation = segmentProbabilities(probabilities, this.metadata, originalSize, threshold);
     const postprocessMs = performance.now() - start;

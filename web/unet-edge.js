@@ -57,7 +57,7 @@ export function segmenterFor(name, options = {}) {
  * Segment an image file on this device.
  * @param {Blob} blob an image file (PNG, JPEG, WebP, ...)
  * @param {{model: string, runs?: number, threads?: number, accelerator?: 'wasm' | 'webgpu',
- *          threshold?: number | null}} options
+ *          threshold?: number | null, flips?: boolean}} options  flips: Segmenter.segment's
  * @returns {Promise<DeviceResult>}
  */
 export async function segment(blob, options) {
@@ -70,12 +70,13 @@ export async function segment(blob, options) {
 /**
  * @param {import('./preprocess.js').Pixels} pixels
  * @param {{model: string, runs?: number, threads?: number, accelerator?: 'wasm' | 'webgpu',
- *          threshold?: number | null}} options
+ *          threshold?: number | null, flips?: boolean}} options
  * @returns {Promise<DeviceResult>}
  */
 async function segmentPixels(pixels, options) {
   const segmenter = await segmenterFor(options.model, options);
-  const result = await segmenter.segment(pixels, {runs: options.runs ?? 10, threshold: options.threshold ?? null});
+  const result = await segmenter.segment(pixels, {runs: options.runs ?? 10, threshold: options.threshold ?? null,
+    flips: options.flips ?? false});
   const {litert} = await config();
   const {segmentation} = result;
   return {mask: segmentation.classMask, instanceLabels: segmentation.instanceLabels,

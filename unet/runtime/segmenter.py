@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 from unet.runtime.backends import Backend, ModelLoadError, open_backend
 from unet.runtime.errors import UserError
+from unet.runtime.flips import flip_averaged
 from unet.runtime.imageio import ImageSource, read_image, resize_array
 from unet.runtime.metadata import ModelMetadata, load_metadata
 from unet.runtime.preprocess import Segmentation, postprocess, preprocess, segment_probabilities
@@ -24,6 +26,8 @@ from unet.runtime.scale import (
     trained_diameter,
 )
 from unet.runtime.timing import elapsed_ms
+
+ModelCall = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -43,6 +47,7 @@ class SegmentOptions:
     tile: bool = False
     object_diameter: float | None = None
     auto_scale: bool = False
+    flips: bool = False
 
     def to_kwargs(self) -> dict:
         return dataclasses.asdict(self)
@@ -107,6 +112,7 @@ class Segmenter:
         tile: bool = False,
         object_diameter: float | None = None,
         auto_scale: bool = False,
+        flips: bool = False,
     ) -> SegmentResult:
         """Segment one image.
 
@@ -116,6 +122,8 @@ class Segmenter:
         auto_scale: estimate that diameter with a first pass; a second pass runs only when
             the first pass's objects are off the trained diameter by more than
             AUTO_SCALE_TOLERANCE (unet.runtime.scale).
+        flips: average the model's probabilities over the image and its mirror images
+            (`unet.runtime.flips`), four model calls where one would do.
         """
         if object_diameter is not None and auto_scale:
             raise UserError("give an object diameter or ask for auto-scale, not both")
@@ -123,28 +131,33 @@ class Segmenter:
         start = time.perf_counter()
         pixels = image if isinstance(image, np.ndarray) else read_image(image)
         timings["decode"] = elapsed_ms(start)
+        run = self._runner(flips)
         if object_diameter is not None:
             factor = scale_for_diameter(self.metadata, object_diameter)
-            segmentation = self._segment_scaled(pixels, factor, threshold, timings)
+            segmentation = self._segment_scaled(pixels, factor, threshold, timings, run)
             return SegmentResult(segmentation, timings, ScaleChoice("given", factor, object_diameter))
         if auto_scale:
-            return self._segment_auto_scaled(pixels, threshold, tile, timings)
+            return self._segment_auto_scaled(pixels, threshold, tile, timings, run)
         if tile:
-            segmentation = self._segment_scaled(pixels, 1.0, threshold, timings)
+            segmentation = self._segment_scaled(pixels, 1.0, threshold, timings, run)
             return SegmentResult(segmentation, timings, ScaleChoice("tile", 1.0))
-        segmentation = self._segment_resized(pixels, threshold, timings)
+        segmentation = self._segment_resized(pixels, threshold, timings, run)
         return SegmentResult(segmentation, timings, ScaleChoice("resize", self._resize_factor(pixels)))
+
+    def _runner(self, flips: bool) -> ModelCall:
+        return (lambda tensor: flip_averaged(self.run_tensor, tensor)) if flips else self.run_tensor
 
     def _resize_factor(self, pixels: np.ndarray) -> float:
         (height, width), (input_h, input_w) = pixels.shape[:2], self.metadata.input_size
         return float(np.sqrt(input_h / height * input_w / width))
 
-    def _segment_resized(self, pixels: np.ndarray, threshold: float | None, timings: dict) -> Segmentation:
+    def _segment_resized(self, pixels: np.ndarray, threshold: float | None, timings: dict, run: ModelCall
+                         ) -> Segmentation:
         start = time.perf_counter()
         tensor, info = preprocess(pixels, self.metadata, self.backend.input_encoding)
         _add(timings, "preprocess", elapsed_ms(start))
         start = time.perf_counter()
-        output = self.run_tensor(tensor)
+        output = run(tensor)
         _add(timings, "model", elapsed_ms(start))
         start = time.perf_counter()
         segmentation = postprocess(output, info, self.metadata, threshold)
@@ -152,7 +165,7 @@ class Segmenter:
         return segmentation
 
     def _segment_scaled(
-        self, pixels: np.ndarray, factor: float, threshold: float | None, timings: dict
+        self, pixels: np.ndarray, factor: float, threshold: float | None, timings: dict, run: ModelCall
     ) -> Segmentation:
         """Rescale by `factor`, run model-sized windows, bring the result back to the image size."""
         from unet.runtime.tiling import tiled_probabilities
@@ -163,7 +176,7 @@ class Segmenter:
         if factor != 1.0:
             scaled_size = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor)))
             scaled = resize_array(pixels, scaled_size, Image.Resampling.BILINEAR)
-        probabilities, model_ms = tiled_probabilities(scaled, self.metadata, self.run_tensor,
+        probabilities, model_ms = tiled_probabilities(scaled, self.metadata, run,
                                                        encoding=self.backend.input_encoding)
         _add(timings, "model", model_ms)
         _add(timings, "preprocess", elapsed_ms(start) - model_ms)
@@ -173,7 +186,7 @@ class Segmenter:
         return segmentation
 
     def _segment_auto_scaled(
-        self, pixels: np.ndarray, threshold: float | None, tile: bool, timings: dict
+        self, pixels: np.ndarray, threshold: float | None, tile: bool, timings: dict, run: ModelCall
     ) -> SegmentResult:
         if self.metadata.mode != "instance":
             raise UserError("auto-scale measures objects, so it needs an instance model; "
@@ -181,14 +194,14 @@ class Segmenter:
         trained_diameter(self.metadata)
         factor = 1.0 if tile else self._resize_factor(pixels)
         if tile:
-            first = self._segment_scaled(pixels, factor, threshold, timings)
+            first = self._segment_scaled(pixels, factor, threshold, timings, run)
         else:
-            first = self._segment_resized(pixels, threshold, timings)
+            first = self._segment_resized(pixels, threshold, timings, run)
         measured = median_diameter(objects_to_measure(first))
         if measured is None or not needs_second_pass(self.metadata, measured * factor):
             return SegmentResult(first, timings, ScaleChoice("auto", factor, measured, passes=1))
         factor = scale_for_measured_diameter(self.metadata, measured)
-        second = self._segment_scaled(pixels, factor, threshold, timings)
+        second = self._segment_scaled(pixels, factor, threshold, timings, run)
         return SegmentResult(second, timings, ScaleChoice("auto", factor, measured, passes=2))
 
     def timed_run(self, tensor: np.ndarray, runs: int) -> ModelTiming:

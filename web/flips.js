@@ -1,0 +1,53 @@
+// Test-time flips, as unet/runtime/flips.py: a model's probabilities averaged over the image and
+// its three mirror images, each output flipped back first. Four model calls where one would do.
+
+/**
+ * A (1, height, width, depth) tensor mirrored across its width and/or height.
+ * @param {Float32Array} tensor
+ * @param {number} height
+ * @param {number} width
+ * @param {{rows: boolean, columns: boolean}} flip  rows: mirror top to bottom; columns: left to right
+ * @returns {Float32Array}
+ */
+export function mirrored(tensor, height, width, {rows, columns}) {
+  const depth = tensor.length / (height * width);
+  const out = new Float32Array(tensor.length);
+  for (let y = 0; y < height; y++) {
+    const fromY = rows ? height - 1 - y : y;
+    for (let x = 0; x < width; x++) {
+      const from = (fromY * width + (columns ? width - 1 - x : x)) * depth;
+      out.set(tensor.subarray(from, from + depth), (y * width + x) * depth);
+    }
+  }
+  return out;
+}
+
+/** The flips of unet.runtime.flips.FLIP_AXES, in its order: none, width, height, both. */
+export const FLIPS = [{rows: false, columns: false}, {rows: false, columns: true},
+  {rows: true, columns: false}, {rows: true, columns: true}];
+
+/**
+ * The mean of `run` over `tensor` and its mirror images, each output flipped back.
+ * @param {(tensor: Float32Array) => Promise<Float32Array>} run  (1, h, w, C) -> (1, h, w, K)
+ * @param {Float32Array} tensor
+ * @param {number} height
+ * @param {number} width
+ * @returns {Promise<Float32Array>}
+ */
+export async function flipAveraged(run, tensor, height, width) {
+  /** @type {Float32Array | null} */
+  let total = null;
+  for (const flip of FLIPS) {
+    const identity = !flip.rows && !flip.columns;
+    const output = await run(identity ? tensor : mirrored(tensor, height, width, flip));
+    const back = identity ? output : mirrored(output, height, width, flip);
+    if (total === null) {
+      total = Float32Array.from(back);
+    } else {
+      for (let i = 0; i < total.length; i++) total[i] += back[i];
+    }
+  }
+  const sum = /** @type {Float32Array} */ (total);
+  for (let i = 0; i < sum.length; i++) sum[i] /= FLIPS.length;
+  return sum;
+}
