@@ -16,6 +16,7 @@ and each variant's validation accuracy from its export report.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -32,7 +33,7 @@ from unet.runtime.backends import Backend, KerasBackend, LiteRTBackend, model_ca
 from unet.runtime.imageio import read_image
 from unet.runtime.metadata import load_metadata, model_metadata_files
 from unet.runtime.preprocess import preprocess
-from unet.runtime.segmenter import Segmenter
+from unet.runtime.segmenter import Segmenter, SegmentOptions
 from unet.runtime.timing import interleaved_latency
 from unet.runtime.variants import KERAS, SHIPPED_VARIANTS, BackendKind, litert, variant_path
 
@@ -173,10 +174,6 @@ def instance_postprocess_timings(model_path: Path, image_path: Path, runs: int) 
 def flips_cost(model_path: Path, image_path: Path, runs: int) -> dict[str, dict]:
     """The default path of the edge runner on the int8 model, decode to instances, without and
     with test-time flips (`--flips`), interleaved."""
-    import dataclasses
-
-    from unet.runtime.segmenter import SegmentOptions
-
     segmenter = Segmenter.from_path(model_path, num_threads=CPUS)
     default = SegmentOptions.default_for(segmenter.metadata)
     image = read_image(image_path)

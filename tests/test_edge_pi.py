@@ -103,31 +103,20 @@ def test_tflite_runtime_on_emulated_arm64_agrees_with_litert_on_x86(tmp_path):
     completed = run_in_pi(work, commands, VENV)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "tflite-runtime 2.14.0" in completed.stdout
-    for name in MODELS:
-        for variant in VARIANTS:
-            segmenter = Segmenter.from_path(REPO / "assets" / name / f"{name}.{variant}.tflite")
-            edge_defaults = SegmentOptions.default_for(segmenter.metadata).to_kwargs()
-            agreed = total = 0
-            for image_path in image_files(work / "assets" / "examples"):
-                if not image_path.name.startswith(f"{name}-"):
-                    continue
-                expected = segmenter.segment(image_path, **edge_defaults).segmentation.class_mask
-                found = np.asarray(Image.open(work / "out" / f"{name}-{variant}" / f"{image_path.stem}_mask.png"))
-                agreed += int((found == expected).sum())
-                total += expected.size
-            agreement = agreed / total
-            print(f"{name} {variant}: tflite-runtime 2.14 on emulated arm64 agrees with ai-edge-litert "
-                  f"on x86 on {agreement:.4%} of pixels")
-            assert agreement >= MIN_AGREEMENT
-    segmenter = Segmenter.from_path(REPO / "assets" / "nuclei" / "nuclei.int8.tflite")
-    with_flips = dataclasses.replace(SegmentOptions.default_for(segmenter.metadata), flips=True).to_kwargs()
-    agreed = total = 0
-    for image_path in image_files(work / "assets" / "examples"):
-        if image_path.name.startswith("nuclei-"):
-            expected = segmenter.segment(image_path, **with_flips).segmentation.class_mask
-            found = np.asarray(Image.open(work / "out" / "nuclei-int8-flips" / f"{image_path.stem}_mask.png"))
+    runs = [(name, variant, False, f"{name}-{variant}") for name in MODELS for variant in VARIANTS]
+    runs.append(("nuclei", "int8", True, "nuclei-int8-flips"))
+    for name, variant, flips, out in runs:
+        segmenter = Segmenter.from_path(REPO / "assets" / name / f"{name}.{variant}.tflite")
+        edge_options = dataclasses.replace(SegmentOptions.default_for(segmenter.metadata), flips=flips).to_kwargs()
+        agreed = total = 0
+        for image_path in image_files(work / "assets" / "examples"):
+            if not image_path.name.startswith(f"{name}-"):
+                continue
+            expected = segmenter.segment(image_path, **edge_options).segmentation.class_mask
+            found = np.asarray(Image.open(work / "out" / out / f"{image_path.stem}_mask.png"))
             agreed += int((found == expected).sum())
             total += expected.size
-    print(f"nuclei int8 with --flips: tflite-runtime 2.14 on emulated arm64 agrees with ai-edge-litert on x86 "
-          f"on {agreed / total:.4%} of pixels")
-    assert agreed / total >= MIN_AGREEMENT
+        agreement = agreed / total
+        print(f"{name} {variant}{' with --flips' if flips else ''}: tflite-runtime 2.14 on emulated arm64 "
+              f"agrees with ai-edge-litert on x86 on {agreement:.4%} of pixels")
+        assert agreement >= MIN_AGREEMENT

@@ -80,8 +80,8 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", action="store_true", help="full-resolution sliding windows")
     parser.add_argument("--threshold", type=float, default=None, help="binary models only")
     parser.add_argument("--flips", action="store_true",
-                        help="average the model's output over the image and its three mirror images: "
-                        "four model calls a pass, better separation of touching objects")
+                        help="average the model's output over the image and its three mirror images "
+                        "(four model calls where one would do; bench/results/merges.md measures the gain)")
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--resize", action="store_true",
                        help="resize the whole image to the model input, one pass (the default for "
