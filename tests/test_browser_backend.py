@@ -111,8 +111,8 @@ def load_image(path: Path) -> np.ndarray:
 @pytest.mark.parametrize("flips", [False, True])
 def test_every_example_from_its_file_agrees_with_the_servers_int8(page, flips):
     for name, example in examples():
-        server = Segmenter.from_path(variant_path(MODELS[name], "int8")).segment(str(example), flips=flips)
-        server = server.segmentation
+        server = Segmenter.from_path(variant_path(MODELS[name], "int8")).segment(
+            str(example), flips=flips).segmentation
         result = page.evaluate(SEGMENT_FILE, [base64.b64encode(example.read_bytes()).decode(), name, flips])
         mask = np.frombuffer(base64.b64decode(result["mask"]), np.uint8).reshape(result["height"], result["width"])
         agreement = float((mask == server.class_mask).mean())

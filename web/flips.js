@@ -35,19 +35,12 @@ export const FLIPS = [{rows: false, columns: false}, {rows: false, columns: true
  * @returns {Promise<Float32Array>}
  */
 export async function flipAveraged(run, tensor, height, width) {
-  /** @type {Float32Array | null} */
-  let total = null;
-  for (const flip of FLIPS) {
-    const identity = !flip.rows && !flip.columns;
-    const output = await run(identity ? tensor : mirrored(tensor, height, width, flip));
-    const back = identity ? output : mirrored(output, height, width, flip);
-    if (total === null) {
-      total = Float32Array.from(back);
-    } else {
-      for (let i = 0; i < total.length; i++) total[i] += back[i];
-    }
+  const outputs = [];
+  for (const flip of FLIPS) outputs.push(mirrored(await run(mirrored(tensor, height, width, flip)), height, width, flip));
+  const mean = new Float32Array(outputs[0].length);
+  for (const output of outputs) {
+    for (let i = 0; i < mean.length; i++) mean[i] += output[i];
   }
-  const sum = /** @type {Float32Array} */ (total);
-  for (let i = 0; i < sum.length; i++) sum[i] /= FLIPS.length;
-  return sum;
+  for (let i = 0; i < mean.length; i++) mean[i] /= FLIPS.length;
+  return mean;
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from unet.runtime.errors import UserError
 from unet.runtime.metadata import ModelMetadata
 from unet.runtime.preprocess import NORMALISED, input_encoding, preprocess
 from unet.runtime.variants import KERAS, BackendKind, litert, variant_of
+
+# What `Backend.run` is, and what tiling and test-time flips wrap: a (1, h, w, C) tensor in, the
+# model's dequantised output out.
+ModelCall = Callable[[np.ndarray], np.ndarray]
 
 
 class ModelLoadError(UserError):

@@ -9,20 +9,18 @@ browser's copy, held to this one by tests/test_web_parity.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
+
+from unet.runtime.backends import ModelCall
 
 # Axes of a (batch, height, width, channels) tensor: none, width, height, both.
 FLIP_AXES: tuple[tuple[int, ...], ...] = ((), (2,), (1,), (1, 2))
 
 
-def flip_averaged(run: Callable[[np.ndarray], np.ndarray], tensor: np.ndarray) -> np.ndarray:
+def flip_averaged(run: ModelCall, tensor: np.ndarray) -> np.ndarray:
     """The mean of `run` over `tensor` and its mirror images, each output flipped back."""
     total: np.ndarray | None = None
-    for axes in FLIP_AXES:
-        flipped = np.ascontiguousarray(np.flip(tensor, axes)) if axes else tensor
-        output = np.asarray(run(flipped), dtype=np.float32)
-        output = np.flip(output, axes) if axes else output
-        total = output.copy() if total is None else total + output
+    for axes in FLIP_AXES:  # np.flip over no axes is the array itself
+        output = np.flip(np.asarray(run(np.ascontiguousarray(np.flip(tensor, axes))), np.float32), axes)
+        total = output if total is None else total + output
     return total / np.float32(len(FLIP_AXES))

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from unet.runtime.backends import Backend, ModelLoadError, open_backend
+from unet.runtime.backends import Backend, ModelCall, ModelLoadError, open_backend
 from unet.runtime.errors import UserError
 from unet.runtime.flips import flip_averaged
 from unet.runtime.imageio import ImageSource, read_image, resize_array
@@ -26,8 +25,6 @@ from unet.runtime.scale import (
     trained_diameter,
 )
 from unet.runtime.timing import elapsed_ms
-
-ModelCall = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass

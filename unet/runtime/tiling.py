@@ -7,10 +7,10 @@ edges (where context is missing) and blended, so tile seams do not show in the m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 
+from unet.runtime.backends import ModelCall
 from unet.runtime.metadata import ModelMetadata
 from unet.runtime.preprocess import NORMALISED, prepare_pixels
 
@@ -36,7 +36,7 @@ def _blend_weights(height: int, width: int) -> np.ndarray:
 def tiled_probabilities(
     image: np.ndarray,
     metadata: ModelMetadata,
-    run_tensor: Callable[[np.ndarray], np.ndarray],
+    run_tensor: ModelCall,
     overlap: float = 0.25,
     encoding: str = NORMALISED,
 ) -> tuple[np.ndarray, float]:
