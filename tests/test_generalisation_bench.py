@@ -109,3 +109,50 @@ def test_held_out_rows_name_the_ranges_of_the_simulated_data_the_model_trained_o
     # Every held-out setting still lies beyond what the crowded recipe trains on.
     assert NUCLEI_SIM_CROWDED.coverage[1] <= 0.55 and NUCLEI_SIM_CROWDED.cluster < 0.8
     assert NUCLEI_SIM_CROWDED.size_jitter < 0.5 and NUCLEI_SIM_CROWDED.aspect[1] < 2.5
+
+
+def _core_model(object_diameter: float):
+    from unet.runtime.metadata import InstanceParams, ModelMetadata
+
+    return ModelMetadata(input_size=(64, 64), channels=1, mode="instance",
+                         class_names=["background", "interior", "boundary", "core"],
+                         instance=InstanceParams(min_size=4, core_fraction=0.35),
+                         object_diameter=object_diameter)
+
+
+@pytest.mark.parametrize("side", [12, 40])
+def test_the_ceiling_separates_two_touching_squares_at_the_scale_the_auto_scale_picks(side):
+    from bench.ceiling import ideal_instances
+    from unet.runtime.instance_metrics import match_instances
+
+    labels = np.zeros((2 * side + 8, 2 * side + 8), np.int32)
+    labels[4:4 + side, 4:4 + side] = 1
+    labels[4:4 + side, 4 + side:4 + 2 * side] = 2  # touching the first along a whole side
+    found = ideal_instances(labels, _core_model(object_diameter=12.0))
+    assert found.max() == 2
+    assert match_instances(labels, found, thresholds=(0.9,)).true_positive[0.9] == 2
+
+
+def test_the_ceiling_keeps_the_post_processing_limits_objects_under_the_minimum_size_are_lost():
+    from bench.ceiling import ideal_instances
+    from unet.runtime.metadata import InstanceParams, ModelMetadata
+
+    labels = np.zeros((20, 20), np.int32)
+    labels[4:7, 4:7] = 1  # 9 pixels, under min_size 12
+    labels[10:16, 10:16] = 2
+    model = ModelMetadata(input_size=(64, 64), channels=1, mode="instance",
+                          class_names=["background", "interior", "boundary", "core"],
+                          instance=InstanceParams(min_size=12, core_fraction=0.35), object_diameter=5.0)
+    found = ideal_instances(labels, model)
+    assert found.max() == 1
+    assert np.bincount(labels[found == 1]).argmax() == 2
+
+
+def test_the_ceiling_refuses_a_semantic_model():
+    from bench.ceiling import ideal_instances
+    from unet.runtime.errors import UserError
+    from unet.runtime.metadata import ModelMetadata
+
+    with pytest.raises(UserError, match="semantic model"):
+        ideal_instances(np.ones((8, 8), np.int32), ModelMetadata(input_size=(8, 8), channels=1,
+                                                                 class_names=["background", "object"]))
