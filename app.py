@@ -58,6 +58,8 @@ def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Bl
                                          elem_id="object-diameter", visible=instance)
                     auto_scale = gr.Checkbox(False, label="Auto-scale (instance models)",
                                              elem_id="auto-scale", visible=instance)
+                flips = gr.Checkbox(False, label="Test-time flips (average over mirror images, 4x the time)",
+                                    elem_id="flips")
                 run = gr.Button("Segment", variant="primary")
         examples = handlers.example_images(catalog.root / "examples")
         if examples:
@@ -109,7 +111,8 @@ def build_demo(catalog: ModelCatalog, handlers: Handlers | None = None) -> gr.Bl
                      outputs=[backend_a, backend_b, description, threshold, diameter, auto_scale])
         run.click(
             segment,
-            inputs=[image, model, backend_a, backend_b, threshold, opacity, runs, diameter, auto_scale],
+            inputs=[image, model, backend_a, backend_b, threshold, opacity, runs, diameter, auto_scale,
+                    flips],
             outputs=list(outputs.values()),
             api_name="segment",
             concurrency_limit=2,

@@ -312,3 +312,18 @@ def test_segment_handler_scales_both_backends_alike_and_says_so(shipped_handlers
                 f"x{auto_scale['factor']:.2f}") in auto.notes
     with pytest.raises(gr.Error, match="not both"):
         shipped_handlers.segment(str(example), model_name="nuclei", object_diameter=20, auto_scale=True)
+
+
+def test_segment_handler_with_flips_gives_each_backend_what_the_runtime_gives_with_flips(shipped_handlers):
+    from unet.runtime.imageio import read_mask
+    from unet.runtime.segmenter import Segmenter
+
+    example = sorted((REPO / "assets" / "examples").glob("nuclei-*.png"))[0]
+    view = shipped_handlers.segment(str(example), model_name="nuclei", backend_a="LiteRT int8",
+                                    backend_b="LiteRT float32", timed_runs=1, flips=True)
+    assert view.summary["flips"] is True and "Test-time flips" in view.notes
+    runtime = Segmenter.from_path(REPO / "assets" / "nuclei" / "nuclei.int8.tflite")
+    with_flips = runtime.segment(str(example), flips=True).segmentation.instance_labels
+    without = runtime.segment(str(example)).segmentation.instance_labels
+    shown = read_mask(view.masks[0])
+    assert np.array_equal(shown, with_flips) and not np.array_equal(shown, without)

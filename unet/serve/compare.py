@@ -169,17 +169,20 @@ def compare(
     timed_runs: int = 10,
     object_diameter: float | None = None,
     auto_scale: bool = False,
+    flips: bool = False,
 ) -> Comparison:
     """Segment `image` with two backends of one model and measure both on equal terms.
 
     Latency is one model call on the model-sized tensor. With a scale option both backends
-    segment at the same scale: auto-scale measures it with backend A's first pass.
+    segment at the same scale: auto-scale measures it with backend A's first pass. flips: both
+    backends average their probabilities over the image's mirror images (`unet.runtime.flips`).
     """
     metadata = catalog.model(model_name).metadata
     timed_runs = max(1, int(timed_runs))
     scale, scaled = None, {}
     if auto_scale:
-        first = catalog.segmenter(model_name, backends[0]).segment(image, threshold, auto_scale=True)
+        first_backend = catalog.segmenter(model_name, backends[0])
+        first = first_backend.segment(image, threshold, auto_scale=True, flips=flips)
         scale = first.scale
         if scale.passes == 2:
             object_diameter = scale.object_diameter_px
@@ -194,8 +197,9 @@ def compare(
         timing = segmenter.timed_run(tensor, timed_runs)
         if backend in scaled:
             segmentation = scaled[backend]
-        elif object_diameter is not None:
-            segmentation = segmenter.segment(image, threshold, object_diameter=object_diameter).segmentation
+        elif object_diameter is not None or flips:
+            segmentation = segmenter.segment(image, threshold, object_diameter=object_diameter,
+                                             flips=flips).segmentation
         else:
             segmentation = postprocess(timing.output, info, metadata, threshold)
         overlay = segmentation_overlay(image, segmentation, metadata.class_colours, opacity)
@@ -219,6 +223,7 @@ def compare(
         ],
         "agreement": agreed,
         "scale": scale.to_dict() if scale else {"method": "resize"},
+        "flips": flips,
     }
     return Comparison(results, disagreement, agreed, summary)
 

@@ -53,6 +53,8 @@ def applicable_controls(metadata) -> tuple[bool, bool]:
 
 MAX_TIMED_RUNS = 100
 MAX_DIAMETER_PX = 10_000
+FLIPS_NOTE = ("Test-time flips: each backend averaged its output over the image and its three mirror "
+              "images, four model calls per window; the latency table times one.")
 
 
 def checked_number(value: object, name: str, low: float, high: float) -> float:
@@ -153,10 +155,11 @@ class Handlers:
     def compare(
         self, image: np.ndarray, model_name: str, backends: tuple[str, str], threshold: float | None,
         opacity: float, timed_runs: int, object_diameter: float | None = None, auto_scale: bool = False,
+        flips: bool = False,
     ) -> Comparison:
         try:
             return compare(self.catalog, image, model_name, backends, threshold, opacity, timed_runs,
-                           object_diameter, auto_scale)
+                           object_diameter, auto_scale, flips)
         except errors.UserError as error:
             raise UserError(str(error)) from error
 
@@ -201,11 +204,13 @@ class Handlers:
         timed_runs: int = 10,
         object_diameter: float = 0,
         auto_scale: bool = False,
+        flips: bool = False,
     ) -> SegmentView:
         """The main event (api_name="segment"): overlays, slider, disagreement, table, files, JSON.
 
         object_diameter: the objects' diameter in pixels (0: use the image as it is); the image is
         rescaled so they match the model's trained diameter. auto_scale: estimate it instead.
+        flips: average each backend's probabilities over the image and its three mirror images.
         """
         model_name = model_name or next(iter(self.catalog.models))
         model = self.model(model_name)
@@ -221,12 +226,14 @@ class Handlers:
         if object_diameter and auto_scale:
             raise UserError("Give an object diameter or tick auto-scale, not both.")
         comparison = self.compare(image, model_name, chosen, binary_threshold, opacity, int(timed_runs),
-                                  float(object_diameter) if object_diameter else None, bool(auto_scale))
+                                  float(object_diameter) if object_diameter else None, bool(auto_scale),
+                                  bool(flips))
         note_lines = [*notes,
                       f"Agreement: {agreement_sentence(comparison.agreement)}.",
                       "Latency is the model call only, on this server's CPU: not Raspberry Pi latency "
                       "(the README's \"Raspberry Pi\" section says how to measure on a Pi).",
-                      *scale_notes(comparison.summary["scale"], metadata)]
+                      *scale_notes(comparison.summary["scale"], metadata),
+                      *([FLIPS_NOTE] if flips else [])]
         comparison.summary["notes"] = notes
         files = self.write_result_files(comparison, model_name)
         return SegmentView(
