@@ -54,11 +54,21 @@ def test_build_unet_is_fully_convolutional_with_none_sizes():
         ({"depth": 0}, "depth must be at least 1"),
         ({"dropout": 1.0}, "dropout must be in"),
         ({"upsampling": "pixelshuffle"}, "upsampling must be one of"),
+        ({"base_filters": 16, "max_filters": 8}, "max_filters \\(8\\) must be at least base_filters \\(16\\)"),
     ],
 )
 def test_build_unet_refuses_bad_combinations_naming_the_numbers(kwargs, message):
     with pytest.raises(ValueError, match=message):
         build_unet(**kwargs)
+
+
+def test_max_filters_caps_every_level_from_the_one_that_would_pass_it():
+    model = build_unet((64, 64, 1), num_classes=4, depth=3, base_filters=20, max_filters=48)
+    filters = {layer.name: layer.filters for layer in model.layers if layer.name.endswith("_conv1")}
+    assert filters == {"enc1_conv1": 20, "enc2_conv1": 40, "enc3_conv1": 48, "bottleneck_conv1": 48,
+                       "dec3_conv1": 48, "dec2_conv1": 40, "dec1_conv1": 20}
+    uncapped = build_unet((64, 64, 1), num_classes=4, depth=3, base_filters=20)
+    assert model.count_params() < uncapped.count_params() / 3
 
 
 def test_keras_round_trip_with_custom_objects_in_safe_mode(tmp_path):

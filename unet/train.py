@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                         help="comma-separated, background first; masks must hold 0..K-1")
     parser.add_argument("--depth", type=int, default=defaults.depth)
     parser.add_argument("--base-filters", type=int, default=defaults.base_filters)
+    parser.add_argument("--max-filters", type=int, default=defaults.max_filters,
+                        help="cap on any level's filters (default: none, they double down to the bottleneck)")
     parser.add_argument("--no-batch-norm", dest="batch_norm", action="store_false")
     parser.add_argument("--dropout", type=float, default=defaults.dropout)
     parser.add_argument("--upsampling", choices=("transpose", "resize"), default=defaults.upsampling)

@@ -38,28 +38,37 @@ def build_unet(
     upsampling: str = "transpose",
     name: str = "unet",
     synchronized_batch_norm: bool = False,
+    max_filters: int | None = None,
 ) -> keras.Model:
     """A U-Net with `depth` poolings, two 3x3 convs per level and filters doubling per level.
 
+    max_filters: no level gets more filters than this. Most weights sit in the deepest levels,
+    so a capped U-Net can be wider where the image is sharp for the same file size: base 20
+    capped at 96 has 0.99M weights against 1.10M for base 12 uncapped, at depth 4.
     num_classes == 1 gives one sigmoid channel (binary); >= 2 gives a softmax over classes.
     Dropout, if any, is applied at the bottleneck, where it regularises without blurring edges.
     synchronized_batch_norm: batch statistics over the global batch when training is split over
     replicas (then it trains as on one device), at one all-reduce per normalisation.
     """
     _check_unet_arguments(input_shape, num_classes, depth, base_filters, dropout, upsampling)
+    if max_filters is not None and max_filters < base_filters:
+        raise UserError(f"max_filters ({max_filters}) must be at least base_filters ({base_filters})")
+
+    def level_filters(level: int) -> int:
+        return min(base_filters * 2**level, max_filters or base_filters * 2**level)
+
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     skips = []
     for level in range(depth):
-        x = _conv_block(x, base_filters * 2**level, batch_norm, f"enc{level + 1}",
-                        synchronized_batch_norm)
+        x = _conv_block(x, level_filters(level), batch_norm, f"enc{level + 1}", synchronized_batch_norm)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
-    x = _conv_block(x, base_filters * 2**depth, batch_norm, "bottleneck", synchronized_batch_norm)
+    x = _conv_block(x, level_filters(depth), batch_norm, "bottleneck", synchronized_batch_norm)
     if dropout > 0:
         x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
     for level in reversed(range(depth)):
-        filters = base_filters * 2**level
+        filters = level_filters(level)
         x = _upsample(x, filters, upsampling, f"up{level + 1}")
         x = layers.Concatenate(name=f"skip{level + 1}")([x, skips[level]])
         x = _conv_block(x, filters, batch_norm, f"dec{level + 1}", synchronized_batch_norm)

@@ -42,6 +42,7 @@ class TrainConfig:
     class_names: list[str] | None = None
     depth: int = 3
     base_filters: int = 16
+    max_filters: int | None = None
     batch_norm: bool = True
     dropout: float = 0.0
     upsampling: str = "transpose"
@@ -373,7 +374,7 @@ def build_model(config: TrainConfig, metadata: ModelMetadata, synchronized_batch
     else:
         model = build_unet(
             shape, num_classes=metadata.output_channels, depth=config.depth,
-            base_filters=config.base_filters, batch_norm=config.batch_norm,
+            base_filters=config.base_filters, max_filters=config.max_filters, batch_norm=config.batch_norm,
             dropout=config.dropout, upsampling=config.upsampling, name=config.name,
             synchronized_batch_norm=synchronized_batch_norm,
         )
