@@ -63,14 +63,13 @@ bench: $(STAMP) $(NPM_STAMP)
 	$(PY) -m bench.train_speed
 
 # The shipped demo models. Each step is a plain command a user can copy.
-NUCLEI_TRAIN := --data data/bbbc007 data/nuclei-sim --mode instance --name nuclei --out assets/nuclei \
+# One run, as it was run (bench/results/merges.md, "Capacity where the image is sharp"): base 20
+# filters capped at 96, the core class from the start; its files are copied to assets/nuclei.
+NUCLEI_TRAIN := --data data/bbbc007 data/nuclei-sim --mode instance --name nuclei --out runs/capped \
 	--description "Fluorescent nuclei (BBBC007 and simulated), instance segmentation with watershed" \
-	--input-size 256 --depth 4 --base-filters 12 --batch-size 4 --samples-per-epoch 160 --val-fraction 0.1 \
-	--epochs 100 --patience 20 --lr 3e-3 --scale-range 0.6 1.3 --boundary-width 2 \
-	--min-instance-size 12 --instance-brightness 10 --seed 7
-# Then the core class (#27, bench/results/seed_signal.md): two fine-tunes from the 3-class model,
-# 20 epochs and 40 more, as they were run; the second one's files are the shipped model.
-NUCLEI_CORE := $(subst --out assets/nuclei,,$(NUCLEI_TRAIN)) --lr 5e-4 --core-fraction 0.35
+	--input-size 256 --depth 4 --base-filters 20 --max-filters 96 --batch-size 4 --samples-per-epoch 160 \
+	--val-fraction 0.1 --epochs 120 --patience 25 --lr 3e-3 --scale-range 0.6 1.3 --boundary-width 2 \
+	--min-instance-size 12 --instance-brightness 10 --seed 7 --core-fraction 0.35
 BRAIN_TRAIN := --data data/mni152-tissue --val-prefix val_ --name brain-tissue --out assets/brain-tissue \
 	--description "Brain MRI (MNI152 T1) grey and white matter, semantic segmentation" \
 	--class-names background,grey_matter,white_matter --input-size 192 --depth 4 --base-filters 8 \
@@ -86,14 +85,9 @@ models: $(STAMP)
 	$(PY) -m unet.datasets fetch shapes
 	$(PY) -m unet.datasets fetch nuclei-sim
 	$(PY) -m unet.train $(NUCLEI_TRAIN) --quiet
-	$(PY) -m unet.tune assets/nuclei/nuclei.keras
-	$(PY) -m unet.train $(NUCLEI_CORE) --epochs 20 --patience 10 --init-weights assets/nuclei/nuclei.keras \
-		--out runs/core35 --quiet
-	$(PY) -m unet.train $(NUCLEI_CORE) --epochs 40 --patience 12 --init-weights runs/core35/nuclei.keras \
-		--out runs/core35b --quiet
-	cp runs/core35b/nuclei.keras runs/core35b/nuclei.json runs/core35b/history.csv \
-		runs/core35b/curves.png runs/core35b/evaluation.json assets/nuclei/
-	$(PY) -m unet.tune assets/nuclei/nuclei.keras --candidates 0,3,5 --interior-thresholds 0.3,0.45,0.6,0.75
+	$(PY) -m unet.tune runs/capped/nuclei.keras --candidates 0,3,5 --interior-thresholds 0.45,0.6,0.75,0.85
+	cp runs/capped/nuclei.keras runs/capped/nuclei.json runs/capped/history.csv \
+		runs/capped/curves.png runs/capped/evaluation.json assets/nuclei/
 	$(PY) -m unet.train $(BRAIN_TRAIN) --quiet
 	$(PY) -m unet.train $(SHAPES_TRAIN) --quiet
 	$(PY) export/to_tflite.py
