@@ -181,8 +181,8 @@ def compare(
     timed_runs = max(1, int(timed_runs))
     scale, scaled = None, {}
     if auto_scale:
-        first_backend = catalog.segmenter(model_name, backends[0])
-        first = first_backend.segment(image, threshold, auto_scale=True, flips=flips)
+        segmenter_a = catalog.segmenter(model_name, backends[0])
+        first = segmenter_a.segment(image, threshold, auto_scale=True, flips=flips)
         scale = first.scale
         if scale.passes == 2:
             object_diameter = scale.object_diameter_px
