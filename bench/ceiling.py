@@ -6,7 +6,8 @@ Each development row of `bench.model_selection` (simulated settings on developme
 scored with the model replaced by the truth: the true instance labels, brought to the scale
 the auto-scale would pick had its first pass found them, become the model's own training
 targets (`instance_targets` with the metadata's boundary width and core fraction), one-hot, and
-go through the runtime's post-processing at that scale, labels resized back. F1@0.5 far below
+go through the runtime's post-processing at that scale (`segment_probabilities`, as every
+backend's output does), labels resized back. F1@0.5 far below
 1 in a row says the classes and their post-processing cannot separate its nuclei, whatever
 the model; near 1, the gap to a model's score is the model's.
 """
@@ -24,8 +25,9 @@ from bench.model_selection import DEVELOPMENT_IMAGES, counts_at_half, developmen
 from unet.cli import run_cli
 from unet.runtime.errors import UserError
 from unet.runtime.imageio import resize_nearest
-from unet.runtime.instances import instance_targets, instances_from_probabilities
+from unet.runtime.instances import instance_targets
 from unet.runtime.metadata import ModelMetadata, load_metadata
+from unet.runtime.preprocess import segment_probabilities
 from unet.runtime.scale import median_diameter, needs_second_pass, scale_for_measured_diameter
 
 
@@ -44,7 +46,7 @@ def ideal_instances(instance_labels: np.ndarray, metadata: ModelMetadata) -> np.
     at_scale = resize_nearest(instance_labels, scaled_size)
     targets = instance_targets(at_scale, params.boundary_width, params.core_fraction)
     probabilities = np.eye(len(metadata.class_names), dtype=np.float32)[targets]
-    return resize_nearest(instances_from_probabilities(probabilities, params), (height, width))
+    return segment_probabilities(probabilities, metadata, size=(height, width)).instance_labels
 
 
 def ceilings(metadata: ModelMetadata, images_per_setting: int = DEVELOPMENT_IMAGES) -> dict[str, float]:

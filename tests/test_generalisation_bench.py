@@ -111,12 +111,12 @@ def test_held_out_rows_name_the_ranges_of_the_simulated_data_the_model_trained_o
     assert NUCLEI_SIM_CROWDED.size_jitter < 0.5 and NUCLEI_SIM_CROWDED.aspect[1] < 2.5
 
 
-def _core_model(object_diameter: float):
+def _core_model(object_diameter: float, min_size: int = 4):
     from unet.runtime.metadata import InstanceParams, ModelMetadata
 
     return ModelMetadata(input_size=(64, 64), channels=1, mode="instance",
                          class_names=["background", "interior", "boundary", "core"],
-                         instance=InstanceParams(min_size=4, core_fraction=0.35),
+                         instance=InstanceParams(min_size=min_size, core_fraction=0.35),
                          object_diameter=object_diameter)
 
 
@@ -135,15 +135,11 @@ def test_the_ceiling_separates_two_touching_squares_at_the_scale_the_auto_scale_
 
 def test_the_ceiling_keeps_the_post_processing_limits_objects_under_the_minimum_size_are_lost():
     from bench.ceiling import ideal_instances
-    from unet.runtime.metadata import InstanceParams, ModelMetadata
 
     labels = np.zeros((20, 20), np.int32)
     labels[4:7, 4:7] = 1  # 9 pixels, under min_size 12
     labels[10:16, 10:16] = 2
-    model = ModelMetadata(input_size=(64, 64), channels=1, mode="instance",
-                          class_names=["background", "interior", "boundary", "core"],
-                          instance=InstanceParams(min_size=12, core_fraction=0.35), object_diameter=5.0)
-    found = ideal_instances(labels, model)
+    found = ideal_instances(labels, _core_model(object_diameter=5.0, min_size=12))
     assert found.max() == 1
     assert np.bincount(labels[found == 1]).argmax() == 2
 
