@@ -9,6 +9,7 @@ SOURCE.md, and writes MODEL_CARD.md beside the model. Export writes it; to rewri
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from unet.data.splits import recorded_data_folder, recorded_folders
@@ -35,6 +36,17 @@ def initial_weights_chain(training: dict) -> list[dict]:
         chain.append(record)
         record = record.get("initial_weights")
     return chain
+
+
+def _copy_into(model_dir: Path, export_command: str) -> list[str]:
+    """The `cp` that brings the files of a model exported elsewhere (its run folder) into `model_dir`."""
+    arguments = shlex.split(export_command)
+    if "--model" not in arguments[:-1]:
+        return []
+    run_dir = Path(arguments[arguments.index("--model") + 1]).parent
+    if run_dir.resolve() == model_dir.resolve():
+        return []
+    return [f"cp {run_dir.as_posix()}/* {_portable_path(model_dir)}/"]
 
 
 def _scores_line(accuracy: dict, mode: str) -> str:
@@ -107,6 +119,7 @@ def render_model_card(metadata: ModelMetadata, report: dict, export_command: str
               *([training.get("tune_command", f"python -m unet.tune {model_path}")]
                 if training.get("tuned_on") else []),
               export_command.strip(),
+              *_copy_into(model_dir, export_command),
               *(["python -m bench.generalisation"] if (model_dir / "generalisation.md").is_file() else []),
               "```", "",
               "## Validation results (float and quantised)", ""]

@@ -218,3 +218,19 @@ def test_the_model_card_says_when_a_model_was_trained_with_the_border_map_from_o
     reproduce = card.split("## Reproduce")[1]
     assert reproduce.index("--out runs/a") < reproduce.index("--out runs/b") < reproduce.index("--out runs/c")
     assert "border map" not in render_model_card(metadata, report, "x", folder)
+
+
+def test_the_model_card_copies_a_model_exported_in_its_run_folder_into_the_models_folder():
+    from export.model_card import render_model_card
+    from unet.runtime.metadata import load_metadata
+
+    folder = Path(__file__).resolve().parents[1] / "assets" / "nuclei"
+    metadata = load_metadata(folder / "nuclei.json")
+    report = json.loads((folder / "nuclei.export.json").read_text())
+    exported_elsewhere = render_model_card(metadata, report, "python export/to_tflite.py --model runs/c/nuclei.keras",
+                                           folder).split("## Reproduce")[1]
+    assert exported_elsewhere.index("--model runs/c/nuclei.keras") < exported_elsewhere.index(
+        "cp runs/c/* assets/nuclei/") < exported_elsewhere.index("python -m bench.generalisation")
+    exported_here = render_model_card(metadata, report, f"python export/to_tflite.py --model {folder}/nuclei.keras",
+                                      folder)
+    assert "\ncp " not in exported_here
