@@ -196,15 +196,20 @@ def test_export_refuses_a_calibration_folder_without_images(tmp_path, capsys):
     assert not list(tmp_path.glob("*.tflite"))
 
 
+def _shipped_nuclei_card_inputs():
+    """The shipped nuclei model's folder, metadata and export report, as `render_model_card` takes them."""
+    from unet.runtime.metadata import load_metadata
+
+    folder = Path(__file__).resolve().parents[1] / "assets" / "nuclei"
+    return folder, load_metadata(folder / "nuclei.json"), json.loads((folder / "nuclei.export.json").read_text())
+
+
 def test_the_model_card_says_when_a_model_was_trained_with_the_border_map_from_other_weights_and_theirs():
     import dataclasses
 
     from export.model_card import render_model_card
-    from unet.runtime.metadata import load_metadata
 
-    folder = Path(__file__).resolve().parents[1] / "assets" / "nuclei"
-    metadata = load_metadata(folder / "nuclei.json")
-    report = json.loads((folder / "nuclei.export.json").read_text())
+    folder, metadata, report = _shipped_nuclei_card_inputs()
     training = {**metadata.training, "border_weight": {"w0": 10.0, "sigma_px": 5.0},
                 "command": "python -m unet.train --out runs/c",
                 "initial_weights": {"path": "runs/b/nuclei.keras", "sha256": "ab" * 32,
@@ -222,11 +227,8 @@ def test_the_model_card_says_when_a_model_was_trained_with_the_border_map_from_o
 
 def test_the_model_card_copies_a_model_exported_in_its_run_folder_into_the_models_folder():
     from export.model_card import render_model_card
-    from unet.runtime.metadata import load_metadata
 
-    folder = Path(__file__).resolve().parents[1] / "assets" / "nuclei"
-    metadata = load_metadata(folder / "nuclei.json")
-    report = json.loads((folder / "nuclei.export.json").read_text())
+    folder, metadata, report = _shipped_nuclei_card_inputs()
     exported_elsewhere = render_model_card(metadata, report, "python export/to_tflite.py --model runs/c/nuclei.keras",
                                            folder).split("## Reproduce")[1]
     assert exported_elsewhere.index("--model runs/c/nuclei.keras") < exported_elsewhere.index(
