@@ -2,13 +2,16 @@
 
     python -m bench.model_selection assets/nuclei/nuclei.int8.tflite runs/a/nuclei.int8.tflite ...
 
-Rows: the BBBC007 images of each model's recorded validation split (a training source), and
-the held-out simulator settings of `bench.generalisation` drawn on development seeds (12345+),
-which neither training (2027) nor the generalisation table (9000+) uses, among them the
-settings that stress the separation of touching nuclei; and the share of touching pairs each
-model splits; then each candidate's difference from the first, with a paired bootstrap
-interval over the images. Twenty images a setting: with six, the crowded row read 0.883 for the
-shipped model, and 0.772 with twenty (bench/results/merges.md).
+Rows: the BBBC007 images of each model's recorded validation split (a training source); the
+time points of a scratch assay (`python -m unet.datasets fetch scratch-assay-nuclei`), a real
+source no model trains on, with another lab's stain, magnification and texture, which the
+simulated rows do not show; and the held-out simulator settings of `bench.generalisation`
+drawn on development seeds (12345+), which neither training (2027) nor the generalisation
+table (9000+) uses, among them the settings that stress the separation of touching nuclei;
+and the share of touching pairs each model splits; then each candidate's difference from the
+first, with a paired bootstrap interval over the images. Twenty images a setting: with six,
+the crowded row read 0.883 for the shipped model, and 0.772 with twenty
+(bench/results/merges.md).
 cells3d, the one real held-out source, is left out on purpose: a model chosen
 on it would no longer be judged on a source it never saw. Every candidate goes through
 `SegmentOptions.default_for`, as the edge runner does.
@@ -24,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.generalisation import bbbc007_validation, simulated_settings, trained_simulations
+from bench.generalisation import REPO, bbbc007_validation, simulated_settings, trained_simulations
 from unet.cli import run_cli
+from unet.data.folder import load_folder
 from unet.data.nuclei_sim import NucleiSpec, make_nuclei_dataset
+from unet.data.recipes import fetch
 from unet.runtime.errors import UserError
 from unet.runtime.instance_errors import MISSED_KINDS, ErrorCounts, dataset_error_counts
 from unet.runtime.instance_metrics import (
@@ -58,6 +63,12 @@ def bbbc007_validation_pairs(segmenter: Segmenter) -> tuple[list, list]:
         raise UserError(f"{segmenter.backend.path} records no validation split to choose on; "
                         "train it with --data so that the split is recorded")
     return chosen.images, chosen.instance_labels
+
+
+def scratch_assay_pairs() -> tuple[list, list]:
+    """(images, instance labels) of the scratch assay's time points, fetched on first use."""
+    samples = load_folder(fetch("scratch-assay-nuclei", REPO / "data" / "scratch-assay-nuclei"))
+    return [s.image for s in samples], [s.labels for s in samples]
 
 
 def segment_default(segmenter: Segmenter, images: list) -> list[np.ndarray]:
@@ -104,6 +115,7 @@ def paired_bootstrap(rows: list[tuple[np.ndarray, np.ndarray]], confidence: floa
 
 
 BBBC007_ROW = "BBBC007 validation images"
+SCRATCH_ASSAY_ROW = "scratch assay time points (real, never trained on)"
 TOUCHING_ROW = "touching pairs split, all simulated rows"
 DIFFERENCE_MEAN_ROW = "mean of the rows above"
 
@@ -135,6 +147,9 @@ def compare(models: list[Path], images_per_setting: int = DEVELOPMENT_IMAGES) ->
     for name, segmenter in segmenters.items():
         images, labels = bbbc007_validation_pairs(segmenter)
         counts[BBBC007_ROW][name] = counts_at_half(labels, segment_default(segmenter, images))
+    images, labels = scratch_assay_pairs()
+    counts[SCRATCH_ASSAY_ROW] = {name: counts_at_half(labels, segment_default(segmenter, images))
+                                 for name, segmenter in segmenters.items()}
     split = {name: [0, 0] for name in segmenters}
     errors = {name: ErrorCounts() for name in segmenters}
     trained = list(dict.fromkeys(spec for segmenter in segmenters.values()

