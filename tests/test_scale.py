@@ -7,7 +7,13 @@ from scipy import ndimage
 from unet.runtime.backends import Backend
 from unet.runtime.errors import UserError
 from unet.runtime.metadata import InstanceParams, ModelMetadata
-from unet.runtime.scale import median_diameter, needs_second_pass, scale_for_diameter
+from unet.runtime.scale import (
+    MAX_SPREAD_MAGNIFICATION,
+    median_diameter,
+    needs_second_pass,
+    scale_for_diameter,
+    spread_magnification,
+)
 from unet.runtime.segmenter import Segmenter
 
 
@@ -107,6 +113,40 @@ def test_auto_scale_runs_a_second_pass_only_when_the_first_is_off_scale():
     assert small.scale.factor == pytest.approx(20 / small.scale.object_diameter_px, rel=0.045)
     assert np.log2(small.scale.factor) * 8 == pytest.approx(round(np.log2(small.scale.factor) * 8))
     assert small.segmentation.instance_count == 16
+
+
+def squares(sides: list[int]) -> np.ndarray:
+    """Instance ids: one square of each side, in a row, 2 px apart."""
+    labels = np.zeros((max(sides) + 4, sum(sides) + 2 * len(sides) + 2), np.int32)
+    left = 2
+    for index, side in enumerate(sides, start=1):
+        labels[2:2 + side, left:left + side] = index
+        left += side + 2
+    return labels
+
+
+def test_spread_magnification_from_the_area_weighted_median_and_lower_quartile():
+    assert spread_magnification(squares([10] * 8)) == 1.0
+    # Areas 8 x 64, 4 x 144, 2 x 256 px: the lower quartile of the area is an 8 px square's,
+    # the median a 12 px square's; spread 1.5, 1.30 over the allowed 1.15: three eighths of an octave.
+    assert spread_magnification(squares([8] * 8 + [12] * 4 + [16] * 2)) == pytest.approx(2 ** (3 / 8))
+    assert spread_magnification(squares([5] * 64 + [40] * 2)) == MAX_SPREAD_MAGNIFICATION
+    assert spread_magnification(squares([5, 40])) == 1.0  # two objects tell no spread
+
+
+def test_auto_scale_magnifies_an_image_whose_objects_spread_widely_in_size():
+    metadata = instance_metadata(object_diameter=20.0, min_size=4)
+    image = np.zeros((128, 128), np.uint8)
+    yy, xx = np.mgrid[:128, :128]
+    # Four 22 px discs (the area-weighted median: at the trained scale) and eight 11 px ones.
+    centres = [(20, 20, 11), (20, 64, 11), (64, 20, 11), (64, 64, 11)]
+    centres += [(106, 12 + 15 * k, 5.5) for k in range(8)]
+    for cy, cx, radius in centres:
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = 200
+    result = Segmenter(ThresholdBackend(), metadata).segment(image, tile=True, auto_scale=True)
+    assert result.scale.passes == 2
+    assert result.scale.spread_magnification == result.scale.factor == MAX_SPREAD_MAGNIFICATION
+    assert result.segmentation.instance_count == 12
 
 
 def test_auto_scale_measures_small_objects_that_get_no_seed_at_the_wrong_scale():

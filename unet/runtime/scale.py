@@ -7,6 +7,10 @@ segmented in model-sized windows. `d` comes from the user, or from a first pass 
 are measured by `median_diameter` (area-weighted). Training records a plain median: recording
 the area-weighted one instead (17.1 px, not 14.2, for the shipped nuclei model) lowered its
 held-out F1@0.5 on 8 of 11 generalisation rows (cells3d 0.672 -> 0.625, int8).
+
+One scale serves the whole image, so when its objects differ widely in size, auto-scale
+magnifies it further (`spread_magnification`), bringing the smaller ones nearer the trained
+diameter.
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ SCALE_LIMITS = (0.125, 8.0)
 # and 19.45 px and still rescale alike: unrounded, those gave 292 and 293 px images and masks
 # that agreed on 99.0% of pixels (tflite-runtime on arm64 against LiteRT on x86).
 STEPS_PER_OCTAVE = 8
+# Size spread: the area-weighted median diameter over the area-weighted lower quartile's. Up
+# to SPREAD_ALLOWED an image keeps its scale; beyond it, it is magnified by the excess, at
+# most MAX_SPREAD_MAGNIFICATION. Chosen on development data (bench/results/merges.md, "One
+# scale for nuclei of many sizes"): simulated nuclei of mixed sizes +0.043 F1@0.5, small
+# nuclei +0.034, low light -0.012, elongated -0.019; 1.125 and 1.2 were also measured.
+SPREAD_QUANTILE = 0.25
+SPREAD_ALLOWED = 1.15
+MAX_SPREAD_MAGNIFICATION = 2**0.5
 
 
 @dataclass(frozen=True)
@@ -41,12 +53,15 @@ class ScaleChoice:
     factor: model-input pixels per image pixel.
     object_diameter_px: the objects' diameter in image pixels (given or measured), if known.
     passes: model passes spent (auto: 1 when the first pass was already at scale, else 2).
+    spread_magnification: the part of `factor` that auto-scale added because the objects'
+        sizes spread widely (`spread_magnification`); 1 otherwise.
     """
 
     method: str
     factor: float
     object_diameter_px: float | None = None
     passes: int = 1
+    spread_magnification: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,13 +97,30 @@ def median_diameter(instance_labels: np.ndarray) -> float | None:
     wrong scale cuts big textured nuclei into many small fragments. On 40 px cells3d nuclei
     the plain median said 12 px, the area-weighted one 33 px.
     """
+    return area_weighted_diameter(instance_labels, 0.5)
+
+
+def area_weighted_diameter(instance_labels: np.ndarray, quantile: float) -> float | None:
+    """The equivalent-circle diameter, in pixels, of the instance at `quantile` of the total
+    area, instances sorted by area (None: no instances)."""
     areas = np.bincount(instance_labels.ravel())[1:]
     areas = np.sort(areas[areas > 0])
     if areas.size == 0:
         return None
     cumulative = np.cumsum(areas)
-    middle = areas[np.searchsorted(cumulative, cumulative[-1] / 2)]
-    return float(np.sqrt(4.0 * middle / np.pi))
+    at_quantile = areas[np.searchsorted(cumulative, cumulative[-1] * quantile)]
+    return float(np.sqrt(4.0 * at_quantile / np.pi))
+
+
+def spread_magnification(instance_labels: np.ndarray) -> float:
+    """How much further to magnify an image whose objects spread widely in size: the size
+    spread's excess over SPREAD_ALLOWED, rounded to a power of 2 ** (1 / STEPS_PER_OCTAVE),
+    between 1 and MAX_SPREAD_MAGNIFICATION. 1 for fewer than three objects."""
+    if np.count_nonzero(np.bincount(instance_labels.ravel())[1:]) < 3:
+        return 1.0
+    spread = median_diameter(instance_labels) / area_weighted_diameter(instance_labels, SPREAD_QUANTILE)
+    steps = round(np.log2(max(spread / SPREAD_ALLOWED, 1.0)) * STEPS_PER_OCTAVE)
+    return float(min(2.0 ** (steps / STEPS_PER_OCTAVE), MAX_SPREAD_MAGNIFICATION))
 
 
 def needs_second_pass(metadata: ModelMetadata, measured_in_model_px: float) -> bool:

@@ -22,6 +22,7 @@ from unet.runtime.scale import (
     needs_second_pass,
     scale_for_diameter,
     scale_for_measured_diameter,
+    spread_magnification,
     trained_diameter,
 )
 from unet.runtime.timing import elapsed_ms
@@ -194,12 +195,25 @@ class Segmenter:
             first = self._segment_scaled(pixels, factor, threshold, timings, run)
         else:
             first = self._segment_resized(pixels, threshold, timings, run)
-        measured = median_diameter(objects_to_measure(first))
-        if measured is None or not needs_second_pass(self.metadata, measured * factor):
+        objects = objects_to_measure(first)
+        measured = median_diameter(objects)
+        if measured is None:
             return SegmentResult(first, timings, ScaleChoice("auto", factor, measured, passes=1))
-        factor = scale_for_measured_diameter(self.metadata, measured)
-        second = self._segment_scaled(pixels, factor, threshold, timings, run)
-        return SegmentResult(second, timings, ScaleChoice("auto", factor, measured, passes=2))
+        at_scale = factor
+        if needs_second_pass(self.metadata, measured * factor):
+            at_scale = scale_for_measured_diameter(self.metadata, measured)
+        magnification = spread_magnification(objects)
+        if at_scale == factor and magnification == 1.0:
+            return SegmentResult(first, timings, ScaleChoice("auto", factor, measured, passes=1))
+        scale = ScaleChoice("auto", at_scale * magnification, measured, 2, magnification)
+        second = self._segment_scaled(pixels, scale.factor, threshold, timings, run)
+        return SegmentResult(second, timings, scale)
+
+    def segment_at(self, pixels: np.ndarray, scale: ScaleChoice, threshold: float | None = None,
+                   flips: bool = False) -> Segmentation:
+        """Segment at a scale chosen before, by another backend of the same model say, so that
+        both run at exactly the same factor."""
+        return self._segment_scaled(pixels, scale.factor, threshold, {}, self._runner(flips))
 
     def timed_run(self, tensor: np.ndarray, runs: int) -> ModelTiming:
         """One warm-up call, whose output is kept, then `runs` timed calls on the same tensor."""

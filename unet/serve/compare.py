@@ -185,7 +185,6 @@ def compare(
         first = segmenter_a.segment(image, threshold, auto_scale=True, flips=flips)
         scale = first.scale
         if scale.passes == 2:
-            object_diameter = scale.object_diameter_px
             scaled[backends[0]] = first.segmentation
     elif object_diameter is not None:
         scale = ScaleChoice("given", scale_for_diameter(metadata, object_diameter), object_diameter)
@@ -197,6 +196,8 @@ def compare(
         timing = segmenter.timed_run(tensor, timed_runs)
         if backend in scaled:
             segmentation = scaled[backend]
+        elif scaled:  # backend A's second pass chose the scale; B runs at exactly that factor
+            segmentation = segmenter.segment_at(image, scale, threshold, flips)
         elif object_diameter is not None or flips:
             segmentation = segmenter.segment(image, threshold, object_diameter=object_diameter,
                                              flips=flips).segmentation

@@ -329,6 +329,9 @@ def scale_notes(scale: dict, metadata) -> list[str]:
                 f"input they are within {AUTO_SCALE_TOLERANCE_TEXT} of the trained "
                 f"{metadata.object_diameter} px, so one pass was enough." if found else
                 "Auto-scale: the first pass found no objects to measure; one pass."]
+    spread = scale.get("spread_magnification", 1.0)
+    spread_note = (f", x{spread:.2f} of it because their sizes spread widely, so that the smaller ones "
+                   "come nearer that size," if spread > 1.0 else "")
     return [f"Scale: objects of {scale['object_diameter_px']:.1f} px ({scale['method']}) were "
-            f"rescaled x{scale['factor']:.2f} to the trained {metadata.object_diameter} px and "
+            f"rescaled x{scale['factor']:.2f} to the trained {metadata.object_diameter} px{spread_note} and "
             "segmented in model-sized windows."]
