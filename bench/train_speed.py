@@ -65,7 +65,9 @@ def nuclei_recipe_rates(steps: int, bursts: int = 4) -> dict:
     from unet.training.trainer import build_metadata, build_model, load_training_data, train_stream
 
     command = load_metadata(NUCLEI_METADATA).training["command"]
-    plain = parse_args(shlex.split(command)[3:])
+    # A step's speed does not depend on the weights it starts from, and the run the shipped
+    # model started from (its --init-weights) lives in a run folder a clean clone lacks.
+    plain = dataclasses.replace(parse_args(shlex.split(command)[3:]), init_weights=None)
     weighted = dataclasses.replace(plain, **BORDER_WEIGHT)
     started = time.perf_counter()
     data = load_training_data(weighted)
