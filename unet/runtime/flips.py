@@ -2,9 +2,10 @@
 
 The mirror images are the horizontal, the vertical and the double flip of the model input, each
 output flipped back before the average, so every pixel's probabilities are the mean of four
-model calls that saw it from four sides. It costs four model calls a pass. On the nuclei model it
-raised F1@0.5 on every development row but one (bench/results/merges.md); web/flips.js is the
-browser's copy, held to this one by tests/test_web_parity.py.
+model calls that saw it from four sides. It costs four model calls a pass. On an earlier nuclei
+model it raised F1@0.5 on every development row but one; on the one shipped now it gains nothing
+on the mean (bench/results/merges.md). web/flips.js is the browser's copy, held to this one by
+tests/test_web_parity.py.
 """
 
 from __future__ import annotations
