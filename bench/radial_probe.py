@@ -1,0 +1,438 @@
+"""A probe, not a shipped path (#27): StarDist-style radial distances beside the nuclei model.
+
+Every pixel of a nucleus predicts an object probability and its distances to the nucleus's
+outline along N rays (Schmidt et al., 2018); nuclei are the polygons left by non-maximum
+suppression. bench/results/merges.md ("StarDist-style radial distances" and after) reports
+what these commands measured. The polygon steps come from the stardist package (its code
+only: no image or model from stardist or csbdeep is used), which the kit does not depend on:
+
+    pip install --no-deps -r requirements-probe.txt
+    python -m bench.radial_probe train runs/radial --epochs 40 --lr 1e-3 [--crowded] [--rays 32]
+    python -m bench.radial_probe tune runs/radial/radial.keras [--crowded]
+    python -m bench.radial_probe score runs/radial/radial.keras --settings 0.5:0.2 [--crowded]
+    python -m bench.radial_probe rays runs/radial/radial.keras
+    python -m bench.radial_probe ideal [--rays 32]
+
+The model is the shipped nuclei model plus, on its last decoder features (`dec1_relu2`), a 3x3
+convolution of 64 channels (ReLU) feeding a sigmoid object probability and N linear ray
+lengths in pixels (bias 7 px, about a trained radius). Targets: the shipped classes,
+stardist's `edt_prob` and `star_dist` of each augmented crop's instance ids, which ride the
+pipeline's per-pixel channel so that flips and rotations cannot turn the rays the wrong way.
+Loss: the shipped cross-entropy + Dice, + binary cross-entropy on the probability, + 0.2 x the
+ray error (mean absolute, weighted by the probability target), StarDist's weights.
+
+Scoring runs each image whole, in one call, at the scale the shipped model's default path
+chose for it, and compares with that default path on `bench.model_selection`'s rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from unet.cli import run_cli
+
+SHIPPED = Path("assets/nuclei/nuclei.keras")
+FEATURES_LAYER = "dec1_relu2"
+RAY_BIAS_PX = 7.0
+RAY_LOSS_WEIGHT = 0.2
+# The shipped recipe (Makefile NUCLEI_RECIPE) as far as data, targets and augmentation go.
+SHIPPED_DATA = ("data/bbbc007", "data/nuclei-sim")
+CROWDED_DATA = "data/nuclei-sim-crowded"
+RECIPE = ("--mode instance --name nuclei --input-size 256 --depth 4 --base-filters 20 --max-filters 96"
+          " --batch-size 4 --samples-per-epoch 160 --val-fraction 0.1 --scale-range 0.6 1.3"
+          " --boundary-width 2 --min-instance-size 12 --instance-brightness 10 --seed 7 --core-fraction 0.35")
+# With nuclei-sim-crowded added the split differs; this is the one BBBC007 image both
+# validation splits hold (the other shipped one is a training image of the candidate).
+SHARED_BBBC007_VALIDATION = "bbbc007/17P1_POS0011_D_1UL"
+
+
+def recipe_config(crowded: bool):
+    from unet.train import parse_args
+
+    folders = " ".join(SHIPPED_DATA + ((CROWDED_DATA,) if crowded else ()))
+    return parse_args(shlex.split(f"--data {folders} {RECIPE} --out runs/unused"))
+
+
+def build_radial_model(rays: int):
+    """The shipped model with the probability and ray heads: outputs (classes, probability, rays)."""
+    import keras
+
+    base = keras.models.load_model(SHIPPED, compile=False)
+    hidden = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="star_hidden")(
+        base.get_layer(FEATURES_LAYER).output)
+    probability = keras.layers.Conv2D(1, 1, activation="sigmoid", name="star_prob")(hidden)
+    distances = keras.layers.Conv2D(rays, 1, name="star_dist",
+                                    bias_initializer=keras.initializers.Constant(RAY_BIAS_PX))(hidden)
+    return keras.Model(base.input, [base.output, probability, distances], name="nuclei_radial")
+
+
+def radial_stream(config, rays: int):
+    """Batches of (image, classes, probability target, ray targets), the shipped augmentation."""
+    import tensorflow as tf
+    from stardist.geometry import star_dist
+    from stardist.utils import edt_prob
+
+    from unet.training.pipeline import Augmentation, prepare_training_images, training_dataset
+    from unet.training.trainer import build_metadata, load_training_data
+
+    data = load_training_data(config)
+    metadata = build_metadata(config, data)
+    instance_ids = [labels.astype(np.float32) for labels in data.train_instances]
+    augmentation = Augmentation(scale=tuple(config.scale_range),
+                                instance_brightness=config.instance_brightness)
+    stream = training_dataset(prepare_training_images(data.train_images, metadata), data.train_targets,
+                              metadata.input_size, config.batch_size, config.seed, augmentation,
+                              data.train_instances, metadata.normalisation, pixel_weights=instance_ids)
+    height, width = metadata.input_size
+
+    def targets_of(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels = [np.round(sample[..., 1]).astype(np.uint16) for sample in target]
+        probability = np.stack([edt_prob(ids)[..., None] for ids in labels]).astype(np.float32)
+        return probability, np.stack([star_dist(ids, rays) for ids in labels]).astype(np.float32)
+
+    def with_targets(image, target):
+        probability, distances = tf.numpy_function(targets_of, [target], [tf.float32, tf.float32])
+        probability.set_shape([None, height, width, 1])
+        distances.set_shape([None, height, width, rays])
+        return image, target[..., :1], probability, distances
+
+    return stream.map(with_targets, num_parallel_calls=2).prefetch(2)
+
+
+def train(out: Path, epochs: int, learning_rate: float, crowded: bool, rays: int, steps: int,
+          seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    from unet.training.losses import crossentropy_dice_loss
+
+    keras.utils.set_random_seed(seed)
+    config = recipe_config(crowded)
+    batches = iter(radial_stream(config, rays))
+    model = build_radial_model(rays)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps, alpha=0.1)
+    optimizer = keras.optimizers.Adam(schedule)
+
+    @tf.function
+    def step(image, classes, probability, distances):
+        with tf.GradientTape() as tape:
+            predicted_classes, predicted_probability, predicted_distances = model(image, training=True)
+            class_loss = crossentropy_dice_loss(classes, predicted_classes)
+            probability_loss = tf.reduce_mean(
+                keras.losses.binary_crossentropy(probability, predicted_probability))
+            ray_loss = tf.reduce_mean(probability * tf.abs(distances - predicted_distances))
+            loss = class_loss + probability_loss + RAY_LOSS_WEIGHT * ray_loss
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                      model.trainable_variables, strict=True))
+        return class_loss, probability_loss, ray_loss
+
+    out.mkdir(parents=True, exist_ok=True)
+    history = []
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        sums = np.zeros(3)
+        for _ in range(steps):
+            sums += [float(value) for value in step(*next(batches))]
+        class_loss, probability_loss, ray_loss = sums / steps
+        history.append({"epoch": epoch, "class": class_loss, "probability": probability_loss,
+                        "rays": ray_loss, "seconds": round(time.perf_counter() - start, 1)})
+        print(json.dumps(history[-1]), flush=True)
+    model.save(out / "radial.keras")
+    (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    print(f"wrote {out / 'radial.keras'}")
+
+
+class RadialRunner:
+    """A trained radial model run on whole images at the shipped default path's scale."""
+
+    def __init__(self, path: Path) -> None:
+        import keras
+
+        from unet.runtime.segmenter import Segmenter, SegmentOptions
+
+        self.reference = Segmenter.from_path(SHIPPED)
+        self.metadata = self.reference.metadata
+        self.options = SegmentOptions.default_for(self.metadata).to_kwargs()
+        trained = keras.models.load_model(path, compile=False)
+        config = trained.get_config()
+        config["layers"][0]["config"]["batch_shape"] = (None, None, None, self.metadata.channels)
+        self.model = keras.Model.from_config(config)
+        self.model.set_weights(trained.get_weights())
+
+    def shipped_and_scale(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The shipped default path's instance labels and the scale it chose."""
+        result = self.reference.segment(image, **self.options)
+        return result.segmentation.instance_labels, result.scale.factor
+
+    def outputs(self, image: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+        """(h, w) object probability and (h, w, rays) ray lengths of the image scaled by `factor`."""
+        from unet.runtime.imageio import resize_array
+        from unet.runtime.preprocess import normalise_to_channels
+
+        if factor != 1.0:
+            size = (max(1, round(image.shape[0] * factor)), max(1, round(image.shape[1] * factor)))
+            image = resize_array(image.astype(np.float32), size, Image.Resampling.BILINEAR)
+        pixels = normalise_to_channels(image, self.metadata)
+        height, width = pixels.shape[:2]
+        # Four poolings: each side a multiple of 16.
+        padded = np.pad(pixels, ((0, -height % 16), (0, -width % 16), (0, 0)), mode="symmetric")
+        _, probability, distances = self.model(padded[None], training=False)
+        return np.asarray(probability)[0, :height, :width, 0], np.asarray(distances)[0, :height, :width]
+
+    def instances(self, probability: np.ndarray, distances: np.ndarray, size: tuple[int, int],
+                  probability_threshold: float, nms_overlap: float) -> np.ndarray:
+        """Polygon NMS and rendering, objects under the shipped minimum size dropped, at `size`."""
+        from skimage.morphology import remove_small_objects
+        from stardist import polygons_to_label
+        from stardist.nms import non_maximum_suppression
+
+        from unet.runtime.imageio import resize_nearest
+
+        points, kept_probability, kept_distances = non_maximum_suppression(
+            distances, probability, prob_thresh=probability_threshold, nms_thresh=nms_overlap)
+        labels = polygons_to_label(kept_distances, points, probability.shape, prob=kept_probability)
+        labels = remove_small_objects(labels.astype(np.int32), max_size=self.metadata.instance.min_size - 1)
+        return resize_nearest(labels, size)
+
+
+def parse_settings(text: str) -> list[tuple[float, float]]:
+    """"0.5:0.2,0.5:0.1" -> [(probability threshold, NMS overlap), ...]."""
+    return [tuple(float(value) for value in pair.split(":")) for pair in text.split(",")]
+
+
+def tune(path: Path, settings: list[tuple[float, float]], crowded: bool) -> None:
+    """F1@0.5 of each setting on every third image of the candidate's training split, averaged
+    over its folders as `unet.tune` averages them."""
+    from bench.model_selection import counts_at_half, f1_from_counts
+    from unet.data.splits import split_folder_stem
+    from unet.training.trainer import _folder_samples, _split
+
+    runner = RadialRunner(path)
+    config = recipe_config(crowded)
+    by_stem = _folder_samples(config)[0]
+    chosen = _split(config, list(by_stem))[0][::3]
+    scores: dict[tuple[float, float], list[float]] = {setting: [] for setting in settings}
+    for folder in sorted({split_folder_stem(stem)[0] for stem in chosen}):
+        counts: dict[tuple[float, float], list] = {setting: [] for setting in settings}
+        for stem in (s for s in chosen if split_folder_stem(s)[0] == folder):
+            image, labels = by_stem[stem]
+            _, factor = runner.shipped_and_scale(image)
+            probability, distances = runner.outputs(image, factor)
+            for setting in settings:
+                predicted = runner.instances(probability, distances, labels.shape, *setting)
+                counts[setting].append(counts_at_half([labels], [predicted])[0])
+        for setting in settings:
+            scores[setting].append(float(f1_from_counts(np.array(counts[setting]))))
+        print(folder, {f"{p}:{o}": round(scores[(p, o)][-1], 3) for p, o in settings}, flush=True)
+    for setting, per_folder in scores.items():
+        print(f"probability {setting[0]}, overlap {setting[1]}: mean over folders {np.mean(per_folder):.3f}")
+
+
+def score(path: Path, settings: list[tuple[float, float]], crowded: bool, images: int) -> None:
+    """Each setting's F1@0.5 minus the shipped default path's, per row, with the share of
+    touching pairs split, the missed nuclei by kind, and the shape of what was found."""
+    from bench.generalisation import trained_simulations
+    from bench.model_selection import (
+        bbbc007_validation_pairs,
+        counts_at_half,
+        development_sets,
+        f1_from_counts,
+        paired_bootstrap,
+        scratch_assay_pairs,
+    )
+    from unet.runtime.instance_errors import ErrorCounts, error_counts
+    from unet.runtime.instance_metrics import touching_pairs_split
+
+    runner = RadialRunner(path)
+    bbbc007_images, bbbc007_labels = bbbc007_validation_pairs(runner.reference)
+    if crowded:
+        stems = [s for s in runner.metadata.training["validation_stems"] if s.startswith("bbbc007/")]
+        keep = [i for i, stem in enumerate(stems) if stem == SHARED_BBBC007_VALIDATION]
+        bbbc007_images, bbbc007_labels = [bbbc007_images[i] for i in keep], [bbbc007_labels[i] for i in keep]
+    rows = {"BBBC007 validation images": (bbbc007_images, bbbc007_labels),
+            "scratch assay (real, never trained on)": scratch_assay_pairs(),
+            **development_sets(images, trained=trained_simulations(runner.metadata))}
+    names = ["shipped", *settings]
+    counts = {row: {name: [] for name in names} for row in rows}
+    split = {name: [0, 0] for name in names}
+    errors = {name: ErrorCounts() for name in names}
+    shapes: dict = {name: {} for name in names}
+    for row, (row_images, row_labels) in rows.items():
+        for image, true in zip(row_images, row_labels, strict=True):
+            shipped, factor = runner.shipped_and_scale(image)
+            probability, distances = runner.outputs(image, factor)
+            predictions = {"shipped": shipped}
+            predictions.update({setting: runner.instances(probability, distances, true.shape, *setting)
+                                for setting in settings})
+            for name, predicted in predictions.items():
+                counts[row][name].append(counts_at_half([true], [predicted])[0])
+                shapes[name].setdefault(row, []).append(found_shapes(true, predicted))
+                if row.startswith("simulated"):
+                    done, pairs = touching_pairs_split(true, predicted)
+                    split[name] = [split[name][0] + done, split[name][1] + pairs]
+                    errors[name] = errors[name] + error_counts(true, predicted)
+        print(f"| {row} | {f1_from_counts(np.array(counts[row]['shipped'])):.3f} | " + " | ".join(
+            "{:+.3f} ({:+.3f} to {:+.3f})".format(*paired_bootstrap(
+                [(np.array(counts[row]["shipped"]), np.array(counts[row][s]))])) for s in settings) + " |",
+            flush=True)
+    mean = np.mean([f1_from_counts(np.array(by_name["shipped"])) for by_name in counts.values()])
+    print(f"| mean of the rows | {mean:.3f} | " + " | ".join("{:+.3f} ({:+.3f} to {:+.3f})".format(
+        *paired_bootstrap([(np.array(c["shipped"]), np.array(c[s])) for c in counts.values()]))
+        for s in settings) + " |")
+    for name in names:
+        missed = errors[name]
+        print(f"{name}: touching pairs split {split[name][0] / max(1, split[name][1]):.1%}; of all simulated "
+              "nuclei, missed as " + ", ".join(f"{kind} {getattr(missed, kind) / max(1, missed.labelled):.1%}"
+                                             for kind in ("merged", "split", "badly_shaped", "not_found")))
+        for row, per_image in shapes[name].items():
+            if "elongated" in row or "crowded" in row:
+                ratios = np.concatenate([r for r, _ in per_image])
+                pieces = np.concatenate([p for _, p in per_image])
+                found = ratios > 0
+                print(f"  {row[:40]}: area of the most overlapping object over the nucleus's, median "
+                      f"{np.median(ratios[found]):.2f} (p10 {np.percentile(ratios[found], 10):.2f}, p90 "
+                      f"{np.percentile(ratios[found], 90):.2f}); "
+                      f"nuclei in 2+ pieces {np.mean(pieces >= 2):.1%}")
+
+
+def found_shapes(true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per true nucleus: the area of the predicted object overlapping it most over its own (0:
+    none), and how many predicted objects have more than half their pixels inside it."""
+    from unet.runtime.instance_metrics import overlap_counts
+
+    overlaps = overlap_counts(true, predicted)
+    true_areas, predicted_areas = overlaps.sum(axis=1), overlaps.sum(axis=0)
+    inside = overlaps[1:, 1:]
+    if inside.shape[1] == 0:
+        return np.zeros(inside.shape[0]), np.zeros(inside.shape[0], int)
+    best = inside.argmax(axis=1)
+    ratios = np.where(inside.max(axis=1) > 0, predicted_areas[best + 1] / true_areas[1:], 0.0)
+    return ratios, (inside > 0.5 * predicted_areas[None, 1:]).sum(axis=1)
+
+
+def rays(path: Path, images: int) -> None:
+    """At each true nucleus's centre (its largest distance to its edge), the predicted ray along
+    the longest true ray over that true ray, and the object probability there."""
+    from scipy import ndimage
+    from skimage.measure import regionprops
+    from stardist.geometry import star_dist
+
+    from bench.generalisation import trained_simulations
+    from bench.model_selection import development_sets
+    from unet.runtime.imageio import resize_nearest
+
+    runner = RadialRunner(path)
+    for row, (row_images, row_labels) in development_sets(
+            images, trained=trained_simulations(runner.metadata)).items():
+        longest, centre_probability = [], []
+        for image, labels in zip(row_images, row_labels, strict=True):
+            _, factor = runner.shipped_and_scale(image)
+            probability, distances = runner.outputs(image, factor)
+            scaled = resize_nearest(labels.astype(np.int32), probability.shape)
+            true_distances = star_dist(scaled.astype(np.uint16), distances.shape[-1])
+            inside = ndimage.distance_transform_edt(scaled > 0)
+            for region in regionprops(scaled):
+                y, x = region.coords[np.argmax(inside[tuple(region.coords.T)])]
+                along = int(np.argmax(true_distances[y, x]))
+                longest.append(distances[y, x, along] / true_distances[y, x, along])
+                centre_probability.append(probability[y, x])
+        print(f"{row}: longest ray predicted/true median {np.median(longest):.2f} (p10 "
+              f"{np.percentile(longest, 10):.2f}); probability at the centre median "
+              f"{np.median(centre_probability):.2f}, "
+              f"under 0.5 {np.mean(np.array(centre_probability) < 0.5):.1%}",
+              flush=True)
+
+
+def ideal(ray_count: int, images: int) -> None:
+    """What rays can draw at best: per row, the F1@0.5 of the true nuclei redrawn as polygons of
+    their true rays from their centres, and the longest true ray, at the shipped default path's
+    scale; then the longest true rays of the training folders at their own size."""
+    from bench.generalisation import trained_simulations
+    from bench.model_selection import counts_at_half, development_sets, f1_from_counts
+    from unet.data.folder import load_folder
+    from unet.runtime.imageio import resize_nearest
+    from unet.runtime.segmenter import Segmenter, SegmentOptions
+
+    reference = Segmenter.from_path(SHIPPED)
+    options = SegmentOptions.default_for(reference.metadata).to_kwargs()
+    for row, (row_images, row_labels) in development_sets(
+            images, trained=trained_simulations(reference.metadata)).items():
+        counts, longest = [], []
+        for image, labels in zip(row_images, row_labels, strict=True):
+            factor = reference.segment(image, **options).scale.factor
+            size = (max(1, round(labels.shape[0] * factor)), max(1, round(labels.shape[1] * factor)))
+            scaled = resize_nearest(labels.astype(np.int32), size)
+            redrawn, centre_rays = polygons_of_truth(scaled, ray_count)
+            counts.append(counts_at_half([scaled], [redrawn])[0])
+            longest.extend(centre_rays.max(axis=1))
+        redrawn_f1 = f1_from_counts(np.array(counts))
+        print(f"{row}: true nuclei as {ray_count}-ray polygons F1@0.5 {redrawn_f1:.3f}; "
+              f"longest true ray median {np.median(longest):.1f} px, p95 {np.percentile(longest, 95):.1f}",
+              flush=True)
+    for folder in (*SHIPPED_DATA, CROWDED_DATA):
+        longest = np.concatenate([polygons_of_truth(sample.labels.astype(np.int32), ray_count)[1].max(axis=1)
+                                  for sample in load_folder(folder)])
+        print(f"{folder} at its own size: longest true ray median {np.median(longest):.1f} px, "
+              f"p95 {np.percentile(longest, 95):.1f}, p99 {np.percentile(longest, 99):.1f}", flush=True)
+
+
+def polygons_of_truth(labels: np.ndarray, ray_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The label map redrawn from each nucleus's true rays at its centre, and those rays (n, rays)."""
+    from scipy import ndimage
+    from skimage.measure import regionprops
+    from stardist import polygons_to_label
+    from stardist.geometry import star_dist
+
+    true_distances = star_dist(labels.astype(np.uint16), ray_count)
+    inside = ndimage.distance_transform_edt(labels > 0)
+    centres = np.array([region.coords[np.argmax(inside[tuple(region.coords.T)])]
+                        for region in regionprops(labels)]).reshape(-1, 2)
+    centre_rays = true_distances[centres[:, 0], centres[:, 1]]
+    return polygons_to_label(centre_rays, centres, labels.shape), centre_rays
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.radial_probe", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    train_parser = commands.add_parser("train", help="train the radial heads beside the shipped model")
+    train_parser.add_argument("out", type=Path)
+    train_parser.add_argument("--epochs", type=int, default=40)
+    train_parser.add_argument("--lr", type=float, default=1e-3)
+    train_parser.add_argument("--steps", type=int, default=40, help="steps of 4 crops an epoch")
+    train_parser.add_argument("--rays", type=int, default=32)
+    train_parser.add_argument("--seed", type=int, default=0)
+    for name, help_text in (("tune", "choose the thresholds on the training split"),
+                            ("score", "compare with the shipped model on development data"),
+                            ("rays", "predicted against true rays at nucleus centres")):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("model", type=Path)
+        sub.add_argument("--images", type=int, default=20, help="images per simulator setting")
+        sub.add_argument("--settings", default="0.5:0.2", help="PROBABILITY:OVERLAP,...")
+    ideal_parser = commands.add_parser("ideal", help="the true nuclei redrawn as ray polygons")
+    ideal_parser.add_argument("--rays", type=int, default=32)
+    ideal_parser.add_argument("--images", type=int, default=20, help="images per simulator setting")
+    for sub in (train_parser, commands.choices["tune"], commands.choices["score"]):
+        sub.add_argument("--crowded", action="store_true", help=f"add {CROWDED_DATA} to the training data")
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        train(args.out, args.epochs, args.lr, args.crowded, args.rays, args.steps, args.seed)
+    elif args.command == "tune":
+        tune(args.model, parse_settings(args.settings), args.crowded)
+    elif args.command == "score":
+        score(args.model, parse_settings(args.settings), args.crowded, args.images)
+    elif args.command == "rays":
+        rays(args.model, args.images)
+    else:
+        ideal(args.rays, args.images)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
