@@ -53,6 +53,11 @@ RECIPE = ("--mode instance --name nuclei --input-size 256 --depth 4 --base-filte
 SHARED_BBBC007_VALIDATION = "bbbc007/17P1_POS0011_D_1UL"
 
 
+def scaled_size(shape: tuple[int, ...], factor: float) -> tuple[int, int]:
+    """(h, w) of an image of `shape` rescaled by `factor`, as the runtime's scaled path rounds it."""
+    return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
+
+
 def recipe_config(crowded: bool):
     from unet.train import parse_args
 
@@ -177,8 +182,8 @@ class RadialRunner:
         from unet.runtime.preprocess import normalise_to_channels
 
         if factor != 1.0:
-            size = (max(1, round(image.shape[0] * factor)), max(1, round(image.shape[1] * factor)))
-            image = resize_array(image.astype(np.float32), size, Image.Resampling.BILINEAR)
+            image = resize_array(image.astype(np.float32), scaled_size(image.shape, factor),
+                                 Image.Resampling.BILINEAR)
         pixels = normalise_to_channels(image, self.metadata)
         height, width = pixels.shape[:2]
         # Four poolings: each side a multiple of 16.
@@ -367,8 +372,7 @@ def ideal(ray_count: int, images: int) -> None:
         counts, longest = [], []
         for image, labels in zip(row_images, row_labels, strict=True):
             factor = reference.segment(image, **options).scale.factor
-            size = (max(1, round(labels.shape[0] * factor)), max(1, round(labels.shape[1] * factor)))
-            scaled = resize_nearest(labels.astype(np.int32), size)
+            scaled = resize_nearest(labels.astype(np.int32), scaled_size(labels.shape, factor))
             redrawn, centre_rays = polygons_of_truth(scaled, ray_count)
             counts.append(counts_at_half([scaled], [redrawn])[0])
             longest.extend(centre_rays.max(axis=1))
