@@ -42,12 +42,7 @@ SHIPPED = Path("assets/nuclei/nuclei.keras")
 FEATURES_LAYER = "dec1_relu2"
 RAY_BIAS_PX = 7.0
 RAY_LOSS_WEIGHT = 0.2
-# The shipped recipe (Makefile NUCLEI_RECIPE) as far as data, targets and augmentation go.
-SHIPPED_DATA = ("data/bbbc007", "data/nuclei-sim")
-CROWDED_DATA = "data/nuclei-sim-crowded"
-RECIPE = ("--mode instance --name nuclei --input-size 256 --depth 4 --base-filters 20 --max-filters 96"
-          " --batch-size 4 --samples-per-epoch 160 --val-fraction 0.1 --scale-range 0.6 1.3"
-          " --boundary-width 2 --min-instance-size 12 --instance-brightness 10 --seed 7 --core-fraction 0.35")
+CROWDED_DATA = Path("data/nuclei-sim-crowded")
 # With nuclei-sim-crowded added the split differs; this is the one BBBC007 image both
 # validation splits hold (the other shipped one is a training image of the candidate).
 SHARED_BBBC007_VALIDATION = "bbbc007/17P1_POS0011_D_1UL"
@@ -59,10 +54,17 @@ def scaled_size(shape: tuple[int, ...], factor: float) -> tuple[int, int]:
 
 
 def recipe_config(crowded: bool):
+    """The shipped model's recorded training command as a config (data, targets, augmentation),
+    with `CROWDED_DATA` added if asked; the probe starts from the shipped weights instead."""
+    import dataclasses
+
+    from unet.runtime.metadata import load_metadata
     from unet.train import parse_args
 
-    folders = " ".join(SHIPPED_DATA + ((CROWDED_DATA,) if crowded else ()))
-    return parse_args(shlex.split(f"--data {folders} {RECIPE} --out runs/unused"))
+    command = load_metadata(SHIPPED.with_suffix(".json")).training["command"]
+    config = parse_args(shlex.split(command)[len(shlex.split("python -m unet.train")):])
+    data = [*config.data, *([CROWDED_DATA] if crowded else [])]
+    return dataclasses.replace(config, data=data, init_weights=None)
 
 
 def build_radial_model(rays: int):
@@ -245,14 +247,15 @@ def score(path: Path, settings: list[tuple[float, float]], crowded: bool, images
     touching pairs split, the missed nuclei by kind, and the shape of what was found."""
     from bench.generalisation import trained_simulations
     from bench.model_selection import (
+        DIFFERENCE_MEAN_ROW,
         bbbc007_validation_pairs,
         counts_at_half,
         development_sets,
+        differences,
         f1_from_counts,
-        paired_bootstrap,
         scratch_assay_pairs,
     )
-    from unet.runtime.instance_errors import ErrorCounts, error_counts
+    from unet.runtime.instance_errors import MISSED_KINDS, ErrorCounts, error_counts
     from unet.runtime.instance_metrics import touching_pairs_split
 
     runner = RadialRunner(path)
@@ -283,19 +286,18 @@ def score(path: Path, settings: list[tuple[float, float]], crowded: bool, images
                     done, pairs = touching_pairs_split(true, predicted)
                     split[name] = [split[name][0] + done, split[name][1] + pairs]
                     errors[name] = errors[name] + error_counts(true, predicted)
-        print(f"| {row} | {f1_from_counts(np.array(counts[row]['shipped'])):.3f} | " + " | ".join(
-            "{:+.3f} ({:+.3f} to {:+.3f})".format(*paired_bootstrap(
-                [(np.array(counts[row]["shipped"]), np.array(counts[row][s]))])) for s in settings) + " |",
-            flush=True)
-    mean = np.mean([f1_from_counts(np.array(by_name["shipped"])) for by_name in counts.values()])
-    print(f"| mean of the rows | {mean:.3f} | " + " | ".join("{:+.3f} ({:+.3f} to {:+.3f})".format(
-        *paired_bootstrap([(np.array(c["shipped"]), np.array(c[s])) for c in counts.values()]))
-        for s in settings) + " |")
+    counts = {row: {name: np.array(row_counts) for name, row_counts in by_name.items()}
+              for row, by_name in counts.items()}
+    shipped_f1 = {row: float(f1_from_counts(by_name["shipped"])) for row, by_name in counts.items()}
+    shipped_f1[DIFFERENCE_MEAN_ROW] = float(np.mean(list(shipped_f1.values())))
+    for row, by_setting in differences(counts, names).items():
+        print(f"| {row} | {shipped_f1[row]:.3f} | " + " | ".join(
+            "{:+.3f} ({:+.3f} to {:+.3f})".format(*by_setting[setting]) for setting in settings) + " |")
     for name in names:
         missed = errors[name]
         print(f"{name}: touching pairs split {split[name][0] / max(1, split[name][1]):.1%}; of all simulated "
               "nuclei, missed as " + ", ".join(f"{kind} {getattr(missed, kind) / max(1, missed.labelled):.1%}"
-                                             for kind in ("merged", "split", "badly_shaped", "not_found")))
+                                             for kind in MISSED_KINDS))
         for row, per_image in shapes[name].items():
             if "elongated" in row or "crowded" in row:
                 ratios = np.concatenate([r for r, _ in per_image])
@@ -325,10 +327,6 @@ def found_shapes(true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, n
 def rays(path: Path, images: int) -> None:
     """At each true nucleus's centre (its largest distance to its edge), the predicted ray along
     the longest true ray over that true ray, and the object probability there."""
-    from scipy import ndimage
-    from skimage.measure import regionprops
-    from stardist.geometry import star_dist
-
     from bench.generalisation import trained_simulations
     from bench.model_selection import development_sets
     from unet.runtime.imageio import resize_nearest
@@ -341,13 +339,11 @@ def rays(path: Path, images: int) -> None:
             _, factor = runner.shipped_and_scale(image)
             probability, distances = runner.outputs(image, factor)
             scaled = resize_nearest(labels.astype(np.int32), probability.shape)
-            true_distances = star_dist(scaled.astype(np.uint16), distances.shape[-1])
-            inside = ndimage.distance_transform_edt(scaled > 0)
-            for region in regionprops(scaled):
-                y, x = region.coords[np.argmax(inside[tuple(region.coords.T)])]
-                along = int(np.argmax(true_distances[y, x]))
-                longest.append(distances[y, x, along] / true_distances[y, x, along])
-                centre_probability.append(probability[y, x])
+            centres, centre_rays = true_centre_rays(scaled, distances.shape[-1])
+            nuclei, along = np.arange(len(centres)), np.argmax(centre_rays, axis=1)
+            predicted = distances[centres[:, 0], centres[:, 1]]
+            longest.extend(predicted[nuclei, along] / centre_rays[nuclei, along])
+            centre_probability.extend(probability[centres[:, 0], centres[:, 1]])
         print(f"{row}: longest ray predicted/true median {np.median(longest):.2f} (p10 "
               f"{np.percentile(longest, 10):.2f}); probability at the centre median "
               f"{np.median(centre_probability):.2f}, "
@@ -380,7 +376,7 @@ def ideal(ray_count: int, images: int) -> None:
         print(f"{row}: true nuclei as {ray_count}-ray polygons F1@0.5 {redrawn_f1:.3f}; "
               f"longest true ray median {np.median(longest):.1f} px, p95 {np.percentile(longest, 95):.1f}",
               flush=True)
-    for folder in (*SHIPPED_DATA, CROWDED_DATA):
+    for folder in recipe_config(crowded=True).data:
         longest = np.concatenate([polygons_of_truth(sample.labels.astype(np.int32), ray_count)[1].max(axis=1)
                                   for sample in load_folder(folder)])
         print(f"{folder} at its own size: longest true ray median {np.median(longest):.1f} px, "
@@ -389,17 +385,23 @@ def ideal(ray_count: int, images: int) -> None:
 
 def polygons_of_truth(labels: np.ndarray, ray_count: int) -> tuple[np.ndarray, np.ndarray]:
     """The label map redrawn from each nucleus's true rays at its centre, and those rays (n, rays)."""
+    from stardist import polygons_to_label
+
+    centres, centre_rays = true_centre_rays(labels, ray_count)
+    return polygons_to_label(centre_rays, centres, labels.shape), centre_rays
+
+
+def true_centre_rays(labels: np.ndarray, ray_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each nucleus's centre, the pixel farthest from its edge, (n, 2) as (y, x); and its true
+    ray lengths there (n, rays), stardist's `star_dist`."""
     from scipy import ndimage
     from skimage.measure import regionprops
-    from stardist import polygons_to_label
     from stardist.geometry import star_dist
 
-    true_distances = star_dist(labels.astype(np.uint16), ray_count)
     inside = ndimage.distance_transform_edt(labels > 0)
     centres = np.array([region.coords[np.argmax(inside[tuple(region.coords.T)])]
                         for region in regionprops(labels)]).reshape(-1, 2)
-    centre_rays = true_distances[centres[:, 0], centres[:, 1]]
-    return polygons_to_label(centre_rays, centres, labels.shape), centre_rays
+    return centres, star_dist(labels.astype(np.uint16), ray_count)[centres[:, 0], centres[:, 1]]
 
 
 def main(argv: list[str] | None = None) -> int:
