@@ -7,9 +7,10 @@ what these commands measured. The polygon steps come from the stardist package (
 only: no image or model from stardist or csbdeep is used), which the kit does not depend on:
 
     pip install --no-deps -r requirements-probe.txt
-    python -m bench.radial_probe train runs/radial --epochs 40 --lr 1e-3 [--crowded] [--rays 32]
+    python -m bench.radial_probe train runs/radial --epochs 40 --lr 1e-3 [--crowded] [--rays 32] \
+        [--from-scratch]
     python -m bench.radial_probe tune runs/radial/radial.keras [--crowded]
-    python -m bench.radial_probe score runs/radial/radial.keras --settings 0.5:0.2 [--crowded]
+    python -m bench.radial_probe score runs/radial/radial.keras --settings 0.5:0.2,0.5:0.2:seeded [--crowded]
     python -m bench.radial_probe rays runs/radial/radial.keras
     python -m bench.radial_probe ideal [--rays 32]
 
@@ -20,6 +21,9 @@ stardist's `edt_prob` and `star_dist` of each augmented crop's instance ids, whi
 pipeline's per-pixel channel so that flips and rotations cannot turn the rays the wrong way.
 Loss: the shipped cross-entropy + Dice, + binary cross-entropy on the probability, + 0.2 x the
 ray error (mean absolute, weighted by the probability target), StarDist's weights.
+
+A setting ending in `:seeded` keeps the class head's outlines and uses the polygons only to
+tell nuclei apart: they seed a watershed of the class head's foreground.
 
 Scoring runs each image whole, in one call, at the scale the shipped model's default path
 chose for it, and compares with that default path on `bench.model_selection`'s rows.
@@ -32,6 +36,7 @@ import json
 import shlex
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -67,11 +72,13 @@ def recipe_config(crowded: bool):
     return dataclasses.replace(config, data=data, init_weights=None)
 
 
-def build_radial_model(rays: int):
-    """The shipped model with the probability and ray heads: outputs (classes, probability, rays)."""
+def build_radial_model(rays: int, base=None):
+    """`base` (default: the shipped model) with the probability and ray heads: outputs
+    (classes, probability, rays)."""
     import keras
 
-    base = keras.models.load_model(SHIPPED, compile=False)
+    if base is None:
+        base = keras.models.load_model(SHIPPED, compile=False)
     hidden = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="star_hidden")(
         base.get_layer(FEATURES_LAYER).output)
     probability = keras.layers.Conv2D(1, 1, activation="sigmoid", name="star_prob")(hidden)
@@ -81,7 +88,8 @@ def build_radial_model(rays: int):
 
 
 def radial_stream(config, rays: int):
-    """Batches of (image, classes, probability target, ray targets), the shipped augmentation."""
+    """Batches of (image, classes, probability target, ray targets), the shipped augmentation,
+    and the metadata the recipe gives."""
     import tensorflow as tf
     from stardist.geometry import star_dist
     from stardist.utils import edt_prob
@@ -110,20 +118,23 @@ def radial_stream(config, rays: int):
         distances.set_shape([None, height, width, rays])
         return image, target[..., :1], probability, distances
 
-    return stream.map(with_targets, num_parallel_calls=2).prefetch(2)
+    return stream.map(with_targets, num_parallel_calls=2).prefetch(2), metadata
 
 
 def train(out: Path, epochs: int, learning_rate: float, crowded: bool, rays: int, steps: int,
-          seed: int) -> None:
+          seed: int, from_scratch: bool) -> None:
+    """from_scratch: the recipe's U-Net with fresh weights under the heads, not the shipped one."""
     import keras
     import tensorflow as tf
 
     from unet.training.losses import crossentropy_dice_loss
+    from unet.training.trainer import build_model
 
     keras.utils.set_random_seed(seed)
     config = recipe_config(crowded)
-    batches = iter(radial_stream(config, rays))
-    model = build_radial_model(rays)
+    stream, metadata = radial_stream(config, rays)
+    batches = iter(stream)
+    model = build_radial_model(rays, build_model(config, metadata) if from_scratch else None)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps, alpha=0.1)
     optimizer = keras.optimizers.Adam(schedule)
 
@@ -178,8 +189,8 @@ class RadialRunner:
         result = self.reference.segment(image, **self.options)
         return result.segmentation.instance_labels, result.scale.factor
 
-    def outputs(self, image: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
-        """(h, w) object probability and (h, w, rays) ray lengths of the image scaled by `factor`."""
+    def outputs(self, image: np.ndarray, factor: float) -> RadialOutputs:
+        """The model's outputs on the image scaled by `factor`."""
         from unet.runtime.imageio import resize_array
         from unet.runtime.preprocess import normalise_to_channels
 
@@ -190,31 +201,74 @@ class RadialRunner:
         height, width = pixels.shape[:2]
         # Four poolings: each side a multiple of 16.
         padded = np.pad(pixels, ((0, -height % 16), (0, -width % 16), (0, 0)), mode="symmetric")
-        _, probability, distances = self.model(padded[None], training=False)
-        return np.asarray(probability)[0, :height, :width, 0], np.asarray(distances)[0, :height, :width]
+        classes, probability, distances = (np.asarray(output)[0, :height, :width]
+                                           for output in self.model(padded[None], training=False))
+        return RadialOutputs(classes, probability[..., 0], distances)
 
-    def instances(self, probability: np.ndarray, distances: np.ndarray, size: tuple[int, int],
-                  probability_threshold: float, nms_overlap: float) -> np.ndarray:
-        """Polygon NMS and rendering, objects under the shipped minimum size dropped, at `size`."""
-        from skimage.morphology import remove_small_objects
+    def instances(self, outputs: RadialOutputs, size: tuple[int, int], probability_threshold: float,
+                  nms_overlap: float, seeded: bool = False) -> np.ndarray:
+        """Polygon NMS and rendering, objects under the shipped minimum size dropped, at `size`.
+
+        seeded: the polygons seed a watershed of the model's own foreground instead (the class
+        head draws the outlines, the rays only say which nucleus is which); foreground no polygon
+        reaches becomes objects of its own, as the shipped path keeps unseeded regions.
+        """
+        from skimage.segmentation import watershed
         from stardist import polygons_to_label
         from stardist.nms import non_maximum_suppression
 
         from unet.runtime.imageio import resize_nearest
+        from unet.runtime.instances import (
+            BACKGROUND,
+            fill_holes,
+            sequential_without_small,
+            with_unseeded_regions,
+        )
 
         points, kept_probability, kept_distances = non_maximum_suppression(
-            distances, probability, prob_thresh=probability_threshold, nms_thresh=nms_overlap)
-        labels = polygons_to_label(kept_distances, points, probability.shape, prob=kept_probability)
-        labels = remove_small_objects(labels.astype(np.int32), max_size=self.metadata.instance.min_size - 1)
-        return resize_nearest(labels, size)
+            outputs.distances, outputs.probability, prob_thresh=probability_threshold, nms_thresh=nms_overlap)
+        labels = polygons_to_label(kept_distances, points, outputs.probability.shape,
+                                   prob=kept_probability).astype(np.int32)
+        if seeded:
+            params = self.metadata.instance
+            foreground = fill_holes(1.0 - outputs.classes[..., BACKGROUND] >= params.foreground_threshold)
+            labels = with_unseeded_regions(
+                watershed(-outputs.probability, np.where(foreground, labels, 0), mask=foreground), foreground)
+        return resize_nearest(sequential_without_small(labels, self.metadata.instance.min_size), size)
 
 
-def parse_settings(text: str) -> list[tuple[float, float]]:
-    """"0.5:0.2,0.5:0.1" -> [(probability threshold, NMS overlap), ...]."""
-    return [tuple(float(value) for value in pair.split(":")) for pair in text.split(",")]
+class RadialOutputs(NamedTuple):
+    """A radial model's outputs on one image: classes (h, w, classes) softmax, object
+    probability (h, w), ray lengths (h, w, rays) in pixels."""
+
+    classes: np.ndarray
+    probability: np.ndarray
+    distances: np.ndarray
 
 
-def tune(path: Path, settings: list[tuple[float, float]], crowded: bool) -> None:
+class Setting(NamedTuple):
+    """How polygons become instances: `RadialRunner.instances`'s options."""
+
+    probability_threshold: float
+    nms_overlap: float
+    seeded: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.probability_threshold}:{self.nms_overlap}" + (":seeded" if self.seeded else "")
+
+
+def parse_settings(text: str) -> list[Setting]:
+    """"0.5:0.2,0.5:0.2:seeded" -> [Setting(0.5, 0.2), Setting(0.5, 0.2, seeded=True)]."""
+    settings = []
+    for item in text.split(","):
+        probability, overlap, *mode = item.split(":")
+        if mode not in ([], ["seeded"]):
+            raise ValueError(f"a setting is PROBABILITY:OVERLAP or PROBABILITY:OVERLAP:seeded, got {item!r}")
+        settings.append(Setting(float(probability), float(overlap), mode == ["seeded"]))
+    return settings
+
+
+def tune(path: Path, settings: list[Setting], crowded: bool) -> None:
     """F1@0.5 of each setting on every third image of the candidate's training split, averaged
     over its folders as `unet.tune` averages them."""
     from bench.model_selection import counts_at_half, f1_from_counts
@@ -225,24 +279,24 @@ def tune(path: Path, settings: list[tuple[float, float]], crowded: bool) -> None
     config = recipe_config(crowded)
     by_stem = _folder_samples(config)[0]
     chosen = _split(config, list(by_stem))[0][::3]
-    scores: dict[tuple[float, float], list[float]] = {setting: [] for setting in settings}
+    scores: dict[Setting, list[float]] = {setting: [] for setting in settings}
     for folder in sorted({split_folder_stem(stem)[0] for stem in chosen}):
-        counts: dict[tuple[float, float], list] = {setting: [] for setting in settings}
+        counts: dict[Setting, list] = {setting: [] for setting in settings}
         for stem in (s for s in chosen if split_folder_stem(s)[0] == folder):
             image, labels = by_stem[stem]
             _, factor = runner.shipped_and_scale(image)
-            probability, distances = runner.outputs(image, factor)
+            outputs = runner.outputs(image, factor)
             for setting in settings:
-                predicted = runner.instances(probability, distances, labels.shape, *setting)
+                predicted = runner.instances(outputs, labels.shape, *setting)
                 counts[setting].append(counts_at_half([labels], [predicted])[0])
         for setting in settings:
             scores[setting].append(float(f1_from_counts(np.array(counts[setting]))))
-        print(folder, {f"{p}:{o}": round(scores[(p, o)][-1], 3) for p, o in settings}, flush=True)
+        print(folder, {str(setting): round(scores[setting][-1], 3) for setting in settings}, flush=True)
     for setting, per_folder in scores.items():
-        print(f"probability {setting[0]}, overlap {setting[1]}: mean over folders {np.mean(per_folder):.3f}")
+        print(f"{setting}: mean over folders {np.mean(per_folder):.3f}")
 
 
-def score(path: Path, settings: list[tuple[float, float]], crowded: bool, images: int) -> None:
+def score(path: Path, settings: list[Setting], crowded: bool, images: int) -> None:
     """Each setting's F1@0.5 minus the shipped default path's, per row, with the share of
     touching pairs split, the missed nuclei by kind, and the shape of what was found."""
     from bench.generalisation import trained_simulations
@@ -275,9 +329,9 @@ def score(path: Path, settings: list[tuple[float, float]], crowded: bool, images
     for row, (row_images, row_labels) in rows.items():
         for image, true in zip(row_images, row_labels, strict=True):
             shipped, factor = runner.shipped_and_scale(image)
-            probability, distances = runner.outputs(image, factor)
+            outputs = runner.outputs(image, factor)
             predictions = {"shipped": shipped}
-            predictions.update({setting: runner.instances(probability, distances, true.shape, *setting)
+            predictions.update({setting: runner.instances(outputs, true.shape, *setting)
                                 for setting in settings})
             for name, predicted in predictions.items():
                 counts[row][name].append(counts_at_half([true], [predicted])[0])
@@ -337,7 +391,7 @@ def rays(path: Path, images: int) -> None:
         longest, centre_probability = [], []
         for image, labels in zip(row_images, row_labels, strict=True):
             _, factor = runner.shipped_and_scale(image)
-            probability, distances = runner.outputs(image, factor)
+            _, probability, distances = runner.outputs(image, factor)
             scaled = resize_nearest(labels.astype(np.int32), probability.shape)
             centres, centre_rays = true_centre_rays(scaled, distances.shape[-1])
             nuclei, along = np.arange(len(centres)), np.argmax(centre_rays, axis=1)
@@ -414,13 +468,15 @@ def main(argv: list[str] | None = None) -> int:
     train_parser.add_argument("--steps", type=int, default=40, help="steps of 4 crops an epoch")
     train_parser.add_argument("--rays", type=int, default=32)
     train_parser.add_argument("--seed", type=int, default=0)
+    train_parser.add_argument("--from-scratch", action="store_true",
+                              help="fresh weights in the recipe's U-Net instead of the shipped model's")
     for name, help_text in (("tune", "choose the thresholds on the training split"),
                             ("score", "compare with the shipped model on development data"),
                             ("rays", "predicted against true rays at nucleus centres")):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("model", type=Path)
         sub.add_argument("--images", type=int, default=20, help="images per simulator setting")
-        sub.add_argument("--settings", default="0.5:0.2", help="PROBABILITY:OVERLAP,...")
+        sub.add_argument("--settings", default="0.5:0.2", help="PROBABILITY:OVERLAP[:seeded],...")
     ideal_parser = commands.add_parser("ideal", help="the true nuclei redrawn as ray polygons")
     ideal_parser.add_argument("--rays", type=int, default=32)
     ideal_parser.add_argument("--images", type=int, default=20, help="images per simulator setting")
@@ -428,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--crowded", action="store_true", help=f"add {CROWDED_DATA} to the training data")
     args = parser.parse_args(argv)
     if args.command == "train":
-        train(args.out, args.epochs, args.lr, args.crowded, args.rays, args.steps, args.seed)
+        train(args.out, args.epochs, args.lr, args.crowded, args.rays, args.steps, args.seed,
+              args.from_scratch)
     elif args.command == "tune":
         tune(args.model, parse_settings(args.settings), args.crowded)
     elif args.command == "score":

@@ -1,8 +1,9 @@
 """The radial probe's own measure of what it found (bench/radial_probe.py), on hand-drawn labels."""
 
 import numpy as np
+import pytest
 
-from bench.radial_probe import found_shapes, parse_settings
+from bench.radial_probe import Setting, found_shapes, parse_settings
 
 
 def test_found_shapes_gives_each_nucleus_its_best_objects_area_and_its_pieces():
@@ -27,5 +28,12 @@ def test_found_shapes_marks_a_nucleus_nothing_overlaps():
     np.testing.assert_array_equal(pieces, [0])
 
 
-def test_settings_are_probability_and_overlap_pairs():
-    assert parse_settings("0.5:0.2,0.6:0.1") == [(0.5, 0.2), (0.6, 0.1)]
+def test_settings_are_probability_and_overlap_pairs_optionally_seeded():
+    settings = parse_settings("0.5:0.2,0.6:0.1:seeded")
+    assert settings == [Setting(0.5, 0.2, seeded=False), Setting(0.6, 0.1, seeded=True)]
+    assert [str(setting) for setting in settings] == ["0.5:0.2", "0.6:0.1:seeded"]
+
+
+def test_a_setting_with_an_unknown_mode_is_refused_by_name():
+    with pytest.raises(ValueError, match="0.5:0.2:grown"):
+        parse_settings("0.5:0.2:grown")
