@@ -10,7 +10,7 @@ only: no image or model from stardist or csbdeep is used), which the kit does no
     python -m bench.radial_probe train runs/radial --epochs 40 --lr 1e-3 [--crowded] [--rays 32] \
         [--from-scratch]
     python -m bench.radial_probe tune runs/radial/radial.keras [--crowded]
-    python -m bench.radial_probe score runs/radial/radial.keras --settings 0.5:0.2,0.5:0.2:seeded [--crowded]
+    python -m bench.radial_probe score runs/radial/radial.keras --settings 0.5:0.2,0.5:0.2:split [--crowded]
     python -m bench.radial_probe rays runs/radial/radial.keras
     python -m bench.radial_probe ideal [--rays 32]
 
@@ -22,8 +22,8 @@ pipeline's per-pixel channel so that flips and rotations cannot turn the rays th
 Loss: the shipped cross-entropy + Dice, + binary cross-entropy on the probability, + 0.2 x the
 ray error (mean absolute, weighted by the probability target), StarDist's weights.
 
-A setting ending in `:seeded` keeps the class head's outlines and uses the polygons only to
-tell nuclei apart: they seed a watershed of the class head's foreground.
+A setting ending in `:seeded` or `:split` joins the polygons with the class head's outlines
+(see `MODES`).
 
 Scoring runs each image whole, in one call, at the scale the shipped model's default path
 chose for it, and compares with that default path on `bench.model_selection`'s rows.
@@ -206,13 +206,9 @@ class RadialRunner:
         return RadialOutputs(classes, probability[..., 0], distances)
 
     def instances(self, outputs: RadialOutputs, size: tuple[int, int], probability_threshold: float,
-                  nms_overlap: float, seeded: bool = False) -> np.ndarray:
-        """Polygon NMS and rendering, objects under the shipped minimum size dropped, at `size`.
-
-        seeded: the polygons seed a watershed of the model's own foreground instead (the class
-        head draws the outlines, the rays only say which nucleus is which); foreground no polygon
-        reaches becomes objects of its own, as the shipped path keeps unseeded regions.
-        """
+                  nms_overlap: float, mode: str = "") -> np.ndarray:
+        """Instance ids at `size` from the polygons left by NMS, objects under the shipped minimum
+        size dropped. `mode` (see `MODES`) says how the class head's outlines take part."""
         from skimage.segmentation import watershed
         from stardist import polygons_to_label
         from stardist.nms import non_maximum_suppression
@@ -221,20 +217,56 @@ class RadialRunner:
         from unet.runtime.instances import (
             BACKGROUND,
             fill_holes,
+            instances_from_probabilities,
             sequential_without_small,
             with_unseeded_regions,
         )
 
+        params = self.metadata.instance
         points, kept_probability, kept_distances = non_maximum_suppression(
             outputs.distances, outputs.probability, prob_thresh=probability_threshold, nms_thresh=nms_overlap)
         labels = polygons_to_label(kept_distances, points, outputs.probability.shape,
                                    prob=kept_probability).astype(np.int32)
-        if seeded:
-            params = self.metadata.instance
+        if mode == "seeded":
             foreground = fill_holes(1.0 - outputs.classes[..., BACKGROUND] >= params.foreground_threshold)
             labels = with_unseeded_regions(
                 watershed(-outputs.probability, np.where(foreground, labels, 0), mask=foreground), foreground)
-        return resize_nearest(sequential_without_small(labels, self.metadata.instance.min_size), size)
+        elif mode == "split":
+            objects = instances_from_probabilities(outputs.classes, params)
+            labels = split_by_polygons(objects, labels, points, outputs.probability)
+        return resize_nearest(sequential_without_small(labels, params.min_size), size)
+
+
+# How the polygons become instances: "" the polygons alone; "seeded" they seed a watershed of
+# the class head's foreground (the class head draws the outlines, the rays only tell nuclei
+# apart; foreground no polygon reaches becomes objects of its own); "split" the class head's
+# objects stay, except that one holding the centres of two or more polygons is split among them.
+MODES = ("", "seeded", "split")
+
+
+def split_by_polygons(objects: np.ndarray, polygons: np.ndarray, centres: np.ndarray,
+                      probability: np.ndarray) -> np.ndarray:
+    """Instance ids (h, w): each object of `objects` holding the (y, x) `centres` of two or more
+    polygons is split among them, by a watershed of `probability` from the polygons' pixels
+    inside it; every other object is kept as it is. Polygon i + 1 of `polygons` has centre i."""
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
+    holder = objects[centres[:, 0], centres[:, 1]] if len(centres) else np.zeros(0, np.int32)
+    held = np.bincount(holder[holder > 0], minlength=objects.max() + 1)
+    result = objects.astype(np.int32).copy()
+    next_id = int(objects.max()) + 1
+    for object_id, box in enumerate(ndimage.find_objects(objects), start=1):
+        if box is None or held[object_id] < 2:
+            continue
+        inside = objects[box] == object_id
+        seeds = np.flatnonzero(holder == object_id) + 1
+        markers = np.where(inside & np.isin(polygons[box], seeds), polygons[box], 0)
+        parts = watershed(-probability[box], markers, mask=inside)
+        for part in np.unique(parts[parts > 0])[1:]:
+            result[box][parts == part] = next_id
+            next_id += 1
+    return result
 
 
 class RadialOutputs(NamedTuple):
@@ -251,20 +283,20 @@ class Setting(NamedTuple):
 
     probability_threshold: float
     nms_overlap: float
-    seeded: bool = False
+    mode: str = ""
 
     def __str__(self) -> str:
-        return f"{self.probability_threshold}:{self.nms_overlap}" + (":seeded" if self.seeded else "")
+        return ":".join([str(self.probability_threshold), str(self.nms_overlap), *filter(None, [self.mode])])
 
 
 def parse_settings(text: str) -> list[Setting]:
-    """"0.5:0.2,0.5:0.2:seeded" -> [Setting(0.5, 0.2), Setting(0.5, 0.2, seeded=True)]."""
+    """"0.5:0.2,0.5:0.2:split" -> [Setting(0.5, 0.2), Setting(0.5, 0.2, "split")]."""
     settings = []
     for item in text.split(","):
         probability, overlap, *mode = item.split(":")
-        if mode not in ([], ["seeded"]):
-            raise ValueError(f"a setting is PROBABILITY:OVERLAP or PROBABILITY:OVERLAP:seeded, got {item!r}")
-        settings.append(Setting(float(probability), float(overlap), mode == ["seeded"]))
+        if len(mode) > 1 or (mode and mode[0] not in MODES[1:]):
+            raise ValueError(f"a setting is PROBABILITY:OVERLAP[:{'|'.join(MODES[1:])}], got {item!r}")
+        settings.append(Setting(float(probability), float(overlap), *mode))
     return settings
 
 
@@ -476,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("model", type=Path)
         sub.add_argument("--images", type=int, default=20, help="images per simulator setting")
-        sub.add_argument("--settings", default="0.5:0.2", help="PROBABILITY:OVERLAP[:seeded],...")
+        sub.add_argument("--settings", default="0.5:0.2", help="PROBABILITY:OVERLAP[:seeded|:split],...")
     ideal_parser = commands.add_parser("ideal", help="the true nuclei redrawn as ray polygons")
     ideal_parser.add_argument("--rays", type=int, default=32)
     ideal_parser.add_argument("--images", type=int, default=20, help="images per simulator setting")

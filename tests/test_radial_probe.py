@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.radial_probe import Setting, found_shapes, parse_settings
+from bench.radial_probe import Setting, found_shapes, parse_settings, split_by_polygons
 
 
 def test_found_shapes_gives_each_nucleus_its_best_objects_area_and_its_pieces():
@@ -28,12 +28,39 @@ def test_found_shapes_marks_a_nucleus_nothing_overlaps():
     np.testing.assert_array_equal(pieces, [0])
 
 
-def test_settings_are_probability_and_overlap_pairs_optionally_seeded():
-    settings = parse_settings("0.5:0.2,0.6:0.1:seeded")
-    assert settings == [Setting(0.5, 0.2, seeded=False), Setting(0.6, 0.1, seeded=True)]
-    assert [str(setting) for setting in settings] == ["0.5:0.2", "0.6:0.1:seeded"]
+def test_settings_are_probability_and_overlap_with_an_optional_mode():
+    settings = parse_settings("0.5:0.2,0.6:0.1:split")
+    assert settings == [Setting(0.5, 0.2), Setting(0.6, 0.1, "split")]
+    assert [str(setting) for setting in settings] == ["0.5:0.2", "0.6:0.1:split"]
 
 
 def test_a_setting_with_an_unknown_mode_is_refused_by_name():
     with pytest.raises(ValueError, match="0.5:0.2:grown"):
         parse_settings("0.5:0.2:grown")
+
+
+def test_an_object_holding_two_polygon_centres_is_split_and_the_others_are_kept():
+    objects = np.zeros((12, 30), np.int32)
+    objects[2:10, 1:17] = 1  # two touching squares the class head merged
+    objects[2:10, 20:28] = 2  # a nucleus with one short polygon
+    polygons = np.zeros_like(objects)
+    polygons[4:8, 3:7] = 1
+    polygons[4:8, 11:15] = 2
+    polygons[5:7, 23:25] = 3
+    centres = np.array([[5, 5], [5, 13], [5, 24]])
+    # Brightest at the squares' centres, a valley at their shared edge (x = 8.5).
+    probability = np.tile(1.0 - np.abs((np.arange(30) % 8) - 4.5) / 5, (12, 1))
+    result = split_by_polygons(objects, polygons, centres, probability)
+    assert len(np.unique(result[objects == 1])) == 2
+    np.testing.assert_array_equal(np.unique(result[2:10, 1:9]), [result[5, 5]])
+    np.testing.assert_array_equal(np.unique(result[2:10, 9:17]), [result[5, 13]])
+    # The one-polygon object keeps the class head's whole outline, not the polygon's.
+    np.testing.assert_array_equal(result[objects == 2], 2)
+    np.testing.assert_array_equal(result[objects == 0], 0)
+
+
+def test_objects_without_polygons_are_kept_whole():
+    objects = np.zeros((6, 6), np.int32)
+    objects[1:5, 1:5] = 1
+    result = split_by_polygons(objects, np.zeros_like(objects), np.zeros((0, 2), int), np.ones((6, 6)))
+    np.testing.assert_array_equal(result, objects)
