@@ -215,8 +215,7 @@ class RadialRunner:
 
         from unet.runtime.imageio import resize_nearest
         from unet.runtime.instances import (
-            BACKGROUND,
-            fill_holes,
+            foreground_of,
             instances_from_probabilities,
             sequential_without_small,
             with_unseeded_regions,
@@ -228,7 +227,7 @@ class RadialRunner:
         labels = polygons_to_label(kept_distances, points, outputs.probability.shape,
                                    prob=kept_probability).astype(np.int32)
         if mode == "seeded":
-            foreground = fill_holes(1.0 - outputs.classes[..., BACKGROUND] >= params.foreground_threshold)
+            foreground = foreground_of(outputs.classes, params.foreground_threshold)
             labels = with_unseeded_regions(
                 watershed(-outputs.probability, np.where(foreground, labels, 0), mask=foreground), foreground)
         elif mode == "split":
@@ -252,7 +251,7 @@ def split_by_polygons(objects: np.ndarray, polygons: np.ndarray, centres: np.nda
     from scipy import ndimage
     from skimage.segmentation import watershed
 
-    holder = objects[centres[:, 0], centres[:, 1]] if len(centres) else np.zeros(0, np.int32)
+    holder = objects[tuple(centres.T)]
     held = np.bincount(holder[holder > 0], minlength=objects.max() + 1)
     result = objects.astype(np.int32).copy()
     next_id = int(objects.max()) + 1

@@ -1,4 +1,5 @@
-"""The radial probe's own measure of what it found (bench/radial_probe.py), on hand-drawn labels."""
+"""The radial probe's own measures and its split of objects by polygons (bench/radial_probe.py),
+on hand-drawn labels."""
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def test_an_object_holding_two_polygon_centres_is_split_and_the_others_are_kept(
     polygons[4:8, 11:15] = 2
     polygons[5:7, 23:25] = 3
     centres = np.array([[5, 5], [5, 13], [5, 24]])
-    # Brightest at the squares' centres, a valley at their shared edge (x = 8.5).
+    # Brightest at the squares' centres, lowest at their shared edge (x = 8).
     probability = np.tile(1.0 - np.abs((np.arange(30) % 8) - 4.5) / 5, (12, 1))
     result = split_by_polygons(objects, polygons, centres, probability)
     assert len(np.unique(result[objects == 1])) == 2

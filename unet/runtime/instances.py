@@ -72,8 +72,7 @@ def instances_from_probabilities(
             f"instance post-processing needs (H, W, 3) or (H, W, 4) probabilities, got {probabilities.shape}"
         )
     seed_probability = probabilities[..., seed_class(probabilities.shape[-1])]
-    foreground = (1.0 - probabilities[..., BACKGROUND]) >= params.foreground_threshold
-    foreground = fill_holes(foreground)
+    foreground = foreground_of(probabilities, params.foreground_threshold)
     seeds = (seed_probability >= params.interior_threshold) & foreground
     # Seeds smaller than a quarter of the smallest object are noise, not nuclei.
     smallest_seed = max(1, params.min_size // 4)
@@ -91,6 +90,11 @@ def instances_from_probabilities(
     if params.keep_unseeded:
         instance_labels = with_unseeded_regions(instance_labels, foreground)
     return sequential_without_small(instance_labels, params.min_size)
+
+
+def foreground_of(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """(H, W) bool: where the classes other than background reach `threshold`, holes filled."""
+    return fill_holes((1.0 - probabilities[..., BACKGROUND]) >= threshold)
 
 
 def seed_class(num_classes: int) -> int:
