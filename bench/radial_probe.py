@@ -23,7 +23,8 @@ Loss: the shipped cross-entropy + Dice, + binary cross-entropy on the probabilit
 ray error (mean absolute, weighted by the probability target), StarDist's weights.
 
 A setting ending in `:seeded` or `:split` joins the polygons with the class head's outlines
-(see `MODES`).
+(see `MODES`); `:split@R` keeps only the cuts along which the object probability dips below R
+times the lower peak of the two parts (`deep_cuts_only`).
 
 Scoring runs each image whole, in one call, at the scale the shipped model's default path
 chose for it, and compares with that default path on `bench.model_selection`'s rows.
@@ -206,7 +207,7 @@ class RadialRunner:
         return RadialOutputs(classes, probability[..., 0], distances)
 
     def instances(self, outputs: RadialOutputs, size: tuple[int, int], probability_threshold: float,
-                  nms_overlap: float, mode: str = "") -> np.ndarray:
+                  nms_overlap: float, mode: str = "", dip_ratio: float | None = None) -> np.ndarray:
         """Instance ids at `size` from the polygons left by NMS, objects under the shipped minimum
         size dropped. `mode` (see `MODES`) says how the class head's outlines take part."""
         from skimage.segmentation import watershed
@@ -232,7 +233,7 @@ class RadialRunner:
                 watershed(-outputs.probability, np.where(foreground, labels, 0), mask=foreground), foreground)
         elif mode == "split":
             objects = instances_from_probabilities(outputs.classes, params)
-            labels = split_by_polygons(objects, labels, points, outputs.probability)
+            labels = split_by_polygons(objects, labels, points, outputs.probability, dip_ratio)
         return resize_nearest(sequential_without_small(labels, params.min_size), size)
 
 
@@ -244,10 +245,11 @@ MODES = ("", "seeded", "split")
 
 
 def split_by_polygons(objects: np.ndarray, polygons: np.ndarray, centres: np.ndarray,
-                      probability: np.ndarray) -> np.ndarray:
+                      probability: np.ndarray, dip_ratio: float | None = None) -> np.ndarray:
     """Instance ids (h, w): each object of `objects` holding the (y, x) `centres` of two or more
     polygons is split among them, by a watershed of `probability` from the polygons' pixels
-    inside it; every other object is kept as it is. Polygon i + 1 of `polygons` has centre i."""
+    inside it; every other object is kept as it is. Polygon i + 1 of `polygons` has centre i.
+    With `dip_ratio`, a cut stays only where `probability` dips along it (see `deep_cuts_only`)."""
     from scipy import ndimage
     from skimage.segmentation import watershed
 
@@ -262,10 +264,41 @@ def split_by_polygons(objects: np.ndarray, polygons: np.ndarray, centres: np.nda
         seeds = np.flatnonzero(holder == object_id) + 1
         markers = np.where(inside & np.isin(polygons[box], seeds), polygons[box], 0)
         parts = watershed(-probability[box], markers, mask=inside)
+        if dip_ratio is not None:
+            parts = deep_cuts_only(parts, probability[box], dip_ratio)
         for part in np.unique(parts[parts > 0])[1:]:
             result[box][parts == part] = next_id
             next_id += 1
     return result
+
+
+def deep_cuts_only(parts: np.ndarray, probability: np.ndarray, dip_ratio: float) -> np.ndarray:
+    """`parts` (h, w ids, 0 outside) with every two touching parts joined whose shared border's
+    mean `probability` reaches `dip_ratio` x the lower of their two peaks: a cut through a
+    nucleus's middle, where the object probability stays high, is not a border between two."""
+    from scipy import ndimage
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    pairs, border_values = [], []
+    for first, second, first_value, second_value in (
+            (parts[:, :-1], parts[:, 1:], probability[:, :-1], probability[:, 1:]),
+            (parts[:-1], parts[1:], probability[:-1], probability[1:])):
+        edge = (first > 0) & (second > 0) & (first != second)
+        pairs.append(np.sort(np.stack([first[edge], second[edge]], axis=1), axis=1))
+        border_values.append((first_value[edge] + second_value[edge]) / 2)
+    pairs_all = np.concatenate(pairs)
+    if not len(pairs_all):
+        return parts
+    touching, which = np.unique(pairs_all, axis=0, return_inverse=True)
+    which = which.ravel()
+    border = np.bincount(which, np.concatenate(border_values)) / np.bincount(which)
+    count = int(parts.max()) + 1
+    peak = np.asarray(ndimage.maximum(probability, parts, index=np.arange(count)))
+    shallow = touching[border >= dip_ratio * np.minimum(peak[touching[:, 0]], peak[touching[:, 1]])]
+    joined = coo_matrix((np.ones(len(shallow)), (shallow[:, 0], shallow[:, 1])), shape=(count, count))
+    component = connected_components(joined, directed=False)[1]
+    return np.where(parts > 0, component[parts] + 1, 0).astype(parts.dtype)
 
 
 class RadialOutputs(NamedTuple):
@@ -283,19 +316,25 @@ class Setting(NamedTuple):
     probability_threshold: float
     nms_overlap: float
     mode: str = ""
+    dip_ratio: float | None = None
 
     def __str__(self) -> str:
-        return ":".join([str(self.probability_threshold), str(self.nms_overlap), *filter(None, [self.mode])])
+        mode = self.mode + ("" if self.dip_ratio is None else f"@{self.dip_ratio}")
+        return ":".join([str(self.probability_threshold), str(self.nms_overlap), *filter(None, [mode])])
 
 
 def parse_settings(text: str) -> list[Setting]:
-    """"0.5:0.2,0.5:0.2:split" -> [Setting(0.5, 0.2), Setting(0.5, 0.2, "split")]."""
+    """"0.5:0.2,0.5:0.2:split@0.7" -> [Setting(0.5, 0.2), Setting(0.5, 0.2, "split", 0.7)]."""
     settings = []
     for item in text.split(","):
-        probability, overlap, *mode = item.split(":")
-        if len(mode) > 1 or (mode and mode[0] not in MODES[1:]):
-            raise ValueError(f"a setting is PROBABILITY:OVERLAP[:{'|'.join(MODES[1:])}], got {item!r}")
-        settings.append(Setting(float(probability), float(overlap), *mode))
+        probability, overlap, *rest = item.split(":")
+        mode, _, dip_ratio = (rest[0] if rest else "").partition("@")
+        if len(rest) > 1 or mode not in MODES or (dip_ratio and mode != "split"):
+            modes = "|".join(MODES[1:])
+            raise ValueError(f"a setting is PROBABILITY:OVERLAP[:{modes}], split with an optional "
+                             f"@DIP_RATIO, got {item!r}")
+        ratio = float(dip_ratio) if dip_ratio else None
+        settings.append(Setting(float(probability), float(overlap), mode, ratio))
     return settings
 
 
@@ -507,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("model", type=Path)
         sub.add_argument("--images", type=int, default=20, help="images per simulator setting")
-        sub.add_argument("--settings", default="0.5:0.2", help="PROBABILITY:OVERLAP[:seeded|:split],...")
+        sub.add_argument("--settings", default="0.5:0.2",
+                         help="PROBABILITY:OVERLAP[:seeded|:split[@DIP_RATIO]],...")
     ideal_parser = commands.add_parser("ideal", help="the true nuclei redrawn as ray polygons")
     ideal_parser.add_argument("--rays", type=int, default=32)
     ideal_parser.add_argument("--images", type=int, default=20, help="images per simulator setting")

@@ -30,9 +30,14 @@ def test_found_shapes_marks_a_nucleus_nothing_overlaps():
 
 
 def test_settings_are_probability_and_overlap_with_an_optional_mode():
-    settings = parse_settings("0.5:0.2,0.6:0.1:split")
-    assert settings == [Setting(0.5, 0.2), Setting(0.6, 0.1, "split")]
-    assert [str(setting) for setting in settings] == ["0.5:0.2", "0.6:0.1:split"]
+    settings = parse_settings("0.5:0.2,0.6:0.1:split,0.5:0.2:split@0.7")
+    assert settings == [Setting(0.5, 0.2), Setting(0.6, 0.1, "split"), Setting(0.5, 0.2, "split", 0.7)]
+    assert [str(setting) for setting in settings] == ["0.5:0.2", "0.6:0.1:split", "0.5:0.2:split@0.7"]
+
+
+def test_a_dip_ratio_belongs_to_the_split_mode_only():
+    with pytest.raises(ValueError, match="0.5:0.2:seeded@0.7"):
+        parse_settings("0.5:0.2:seeded@0.7")
 
 
 def test_a_setting_with_an_unknown_mode_is_refused_by_name():
@@ -57,6 +62,34 @@ def test_an_object_holding_two_polygon_centres_is_split_and_the_others_are_kept(
     np.testing.assert_array_equal(np.unique(result[2:10, 9:17]), [result[5, 13]])
     # The one-polygon object keeps the class head's whole outline, not the polygon's.
     np.testing.assert_array_equal(result[objects == 2], 2)
+    np.testing.assert_array_equal(result[objects == 0], 0)
+
+
+def two_squares_with_a_polygon_each() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    objects = np.zeros((10, 18), np.int32)
+    objects[1:9, 1:17] = 1
+    polygons = np.zeros_like(objects)
+    polygons[3:7, 3:7] = 1
+    polygons[3:7, 11:15] = 2
+    return objects, polygons, np.array([[5, 5], [5, 13]])
+
+
+def test_a_cut_along_a_dip_in_probability_stays():
+    objects, polygons, centres = two_squares_with_a_polygon_each()
+    # Peak 0.9 at each square's centre, 0.1 and 0.3 on either side of the cut (x = 8 | 9).
+    probability = np.tile(1.0 - np.abs((np.arange(18) % 8) - 4.5) / 5, (10, 1))
+    result = split_by_polygons(objects, polygons, centres, probability, dip_ratio=0.7)
+    assert result[5, 5] != result[5, 13]
+    np.testing.assert_array_equal(np.unique(result[1:9, 1:9]), [result[5, 5]])
+
+
+def test_a_cut_where_the_probability_stays_high_is_joined_again():
+    objects, polygons, centres = two_squares_with_a_polygon_each()
+    # One long nucleus: flat probability, two polygons that each cover half of it.
+    probability = np.full(objects.shape, 0.8)
+    assert len(np.unique(split_by_polygons(objects, polygons, centres, probability)[objects > 0])) == 2
+    result = split_by_polygons(objects, polygons, centres, probability, dip_ratio=0.7)
+    assert len(np.unique(result[objects > 0])) == 1
     np.testing.assert_array_equal(result[objects == 0], 0)
 
 
