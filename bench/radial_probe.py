@@ -209,7 +209,8 @@ class RadialRunner:
     def instances(self, outputs: RadialOutputs, size: tuple[int, int], probability_threshold: float,
                   nms_overlap: float, mode: str = "", dip_ratio: float | None = None) -> np.ndarray:
         """Instance ids at `size` from the polygons left by NMS, objects under the shipped minimum
-        size dropped. `mode` (see `MODES`) says how the class head's outlines take part."""
+        size dropped. `mode` (see `MODES`) says how the class head's outlines take part;
+        `dip_ratio` is `split_by_polygons`'s."""
         from skimage.segmentation import watershed
         from stardist import polygons_to_label
         from stardist.nms import non_maximum_suppression
