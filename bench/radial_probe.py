@@ -278,28 +278,17 @@ def deep_cuts_only(parts: np.ndarray, probability: np.ndarray, dip_ratio: float)
     mean `probability` reaches `dip_ratio` x the lower of their two peaks: a cut through a
     nucleus's middle, where the object probability stays high, is not a border between two."""
     from scipy import ndimage
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    from skimage.graph import cut_threshold, rag_boundary
 
-    pairs, border_values = [], []
-    for first, second, first_value, second_value in (
-            (parts[:, :-1], parts[:, 1:], probability[:, :-1], probability[:, 1:]),
-            (parts[:-1], parts[1:], probability[:-1], probability[1:])):
-        edge = (first > 0) & (second > 0) & (first != second)
-        pairs.append(np.sort(np.stack([first[edge], second[edge]], axis=1), axis=1))
-        border_values.append((first_value[edge] + second_value[edge]) / 2)
-    pairs_all = np.concatenate(pairs)
-    if not len(pairs_all):
-        return parts
-    touching, which = np.unique(pairs_all, axis=0, return_inverse=True)
-    which = which.ravel()
-    border = np.bincount(which, np.concatenate(border_values)) / np.bincount(which)
-    count = int(parts.max()) + 1
-    peak = np.asarray(ndimage.maximum(probability, parts, index=np.arange(count)))
-    shallow = touching[border >= dip_ratio * np.minimum(peak[touching[:, 0]], peak[touching[:, 1]])]
-    joined = coo_matrix((np.ones(len(shallow)), (shallow[:, 0], shallow[:, 1])), shape=(count, count))
-    component = connected_components(joined, directed=False)[1]
-    return np.where(parts > 0, component[parts] + 1, 0).astype(parts.dtype)
+    peak = np.asarray(ndimage.maximum(probability, parts, index=np.arange(int(parts.max()) + 1)))
+    borders = rag_boundary(parts, probability, connectivity=1)
+    for first, second, border in borders.edges(data=True):
+        # Each edge's weight becomes the border's dip below the lower peak; background never joins.
+        lower_peak = min(peak[first], peak[second])
+        border["weight"] = np.inf if 0 in (first, second) else 1.0 - border["weight"] / lower_peak
+    # cut_threshold joins the edges below its threshold; a border that reaches the ratio joins too.
+    joined = cut_threshold(parts, borders, np.nextafter(1.0 - dip_ratio, np.inf))
+    return np.where(parts > 0, joined + 1, 0).astype(parts.dtype)
 
 
 class RadialOutputs(NamedTuple):
