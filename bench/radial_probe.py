@@ -206,11 +206,10 @@ class RadialRunner:
                                            for output in self.model(padded[None], training=False))
         return RadialOutputs(classes, probability[..., 0], distances)
 
-    def instances(self, outputs: RadialOutputs, size: tuple[int, int], probability_threshold: float,
-                  nms_overlap: float, mode: str = "", dip_ratio: float | None = None) -> np.ndarray:
-        """Instance ids at `size` from the polygons left by NMS, objects under the shipped minimum
-        size dropped. `mode` (see `MODES`) says how the class head's outlines take part;
-        `dip_ratio` is `split_by_polygons`'s."""
+    def instances(self, outputs: RadialOutputs, size: tuple[int, int], setting: Setting) -> np.ndarray:
+        """Instance ids at `size` from the polygons left by NMS at `setting`'s thresholds, objects
+        under the shipped minimum size dropped. Its mode (see `MODES`) says how the class head's
+        outlines take part."""
         from skimage.segmentation import watershed
         from stardist import polygons_to_label
         from stardist.nms import non_maximum_suppression
@@ -225,16 +224,17 @@ class RadialRunner:
 
         params = self.metadata.instance
         points, kept_probability, kept_distances = non_maximum_suppression(
-            outputs.distances, outputs.probability, prob_thresh=probability_threshold, nms_thresh=nms_overlap)
+            outputs.distances, outputs.probability, prob_thresh=setting.probability_threshold,
+            nms_thresh=setting.nms_overlap)
         labels = polygons_to_label(kept_distances, points, outputs.probability.shape,
                                    prob=kept_probability).astype(np.int32)
-        if mode == "seeded":
+        if setting.mode == "seeded":
             foreground = foreground_of(outputs.classes, params.foreground_threshold)
             labels = with_unseeded_regions(
                 watershed(-outputs.probability, np.where(foreground, labels, 0), mask=foreground), foreground)
-        elif mode == "split":
+        elif setting.mode == "split":
             objects = instances_from_probabilities(outputs.classes, params)
-            labels = split_by_polygons(objects, labels, points, outputs.probability, dip_ratio)
+            labels = split_by_polygons(objects, labels, points, outputs.probability, setting.dip_ratio)
         return resize_nearest(sequential_without_small(labels, params.min_size), size)
 
 
@@ -301,7 +301,8 @@ class RadialOutputs(NamedTuple):
 
 
 class Setting(NamedTuple):
-    """How polygons become instances: `RadialRunner.instances`'s options."""
+    """How `RadialRunner.instances` turns polygons into instances; `dip_ratio` is
+    `split_by_polygons`'s."""
 
     probability_threshold: float
     nms_overlap: float
@@ -347,7 +348,7 @@ def tune(path: Path, settings: list[Setting], crowded: bool) -> None:
             _, factor = runner.shipped_and_scale(image)
             outputs = runner.outputs(image, factor)
             for setting in settings:
-                predicted = runner.instances(outputs, labels.shape, *setting)
+                predicted = runner.instances(outputs, labels.shape, setting)
                 counts[setting].append(counts_at_half([labels], [predicted])[0])
         for setting in settings:
             scores[setting].append(float(f1_from_counts(np.array(counts[setting]))))
@@ -391,7 +392,7 @@ def score(path: Path, settings: list[Setting], crowded: bool, images: int) -> No
             shipped, factor = runner.shipped_and_scale(image)
             outputs = runner.outputs(image, factor)
             predictions = {"shipped": shipped}
-            predictions.update({setting: runner.instances(outputs, true.shape, *setting)
+            predictions.update({setting: runner.instances(outputs, true.shape, setting)
                                 for setting in settings})
             for name, predicted in predictions.items():
                 counts[row][name].append(counts_at_half([true], [predicted])[0])
