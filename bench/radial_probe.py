@@ -8,7 +8,7 @@ only: no image or model from stardist or csbdeep is used), which the kit does no
 
     pip install --no-deps -r requirements-probe.txt
     python -m bench.radial_probe train runs/radial --epochs 40 --lr 1e-3 [--crowded] [--rays 32] \
-        [--from-scratch]
+        [--from-scratch | --init-from runs/radial/radial.keras]   # the same command resumes
     python -m bench.radial_probe tune runs/radial/radial.keras [--crowded]
     python -m bench.radial_probe score runs/radial/radial.keras --settings 0.5:0.2,0.5:0.2:split [--crowded]
     python -m bench.radial_probe rays runs/radial/radial.keras
@@ -33,6 +33,7 @@ chose for it, and compares with that default path on `bench.model_selection`'s r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import time
@@ -62,8 +63,6 @@ def scaled_size(shape: tuple[int, ...], factor: float) -> tuple[int, int]:
 def recipe_config(crowded: bool):
     """The shipped model's recorded training command as a config (data, targets, augmentation),
     with `CROWDED_DATA` added if asked; the probe starts from the shipped weights instead."""
-    import dataclasses
-
     from unet.runtime.metadata import load_metadata
     from unet.train import parse_args
 
@@ -88,9 +87,9 @@ def build_radial_model(rays: int, base=None):
     return keras.Model(base.input, [base.output, probability, distances], name="nuclei_radial")
 
 
-def radial_stream(config, rays: int):
-    """Batches of (image, classes, probability target, ray targets), the shipped augmentation,
-    and the metadata the recipe gives."""
+def radial_stream(config, rays: int, first_batch: int = 0):
+    """Batches of (image, classes, probability target, ray targets) from batch `first_batch` of
+    the recipe's stream, the shipped augmentation, and the metadata the recipe gives."""
     import tensorflow as tf
     from stardist.geometry import star_dist
     from stardist.utils import edt_prob
@@ -105,7 +104,8 @@ def radial_stream(config, rays: int):
                                 instance_brightness=config.instance_brightness)
     stream = training_dataset(prepare_training_images(data.train_images, metadata), data.train_targets,
                               metadata.input_size, config.batch_size, config.seed, augmentation,
-                              data.train_instances, metadata.normalisation, pixel_weights=instance_ids)
+                              data.train_instances, metadata.normalisation, first_batch=first_batch,
+                              pixel_weights=instance_ids)
     height, width = metadata.input_size
 
     def targets_of(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,8 +123,15 @@ def radial_stream(config, rays: int):
 
 
 def train(out: Path, epochs: int, learning_rate: float, crowded: bool, rays: int, steps: int,
-          seed: int, from_scratch: bool) -> None:
-    """from_scratch: the recipe's U-Net with fresh weights under the heads, not the shipped one."""
+          seed: int, from_scratch: bool, init_from: Path | None = None) -> None:
+    """from_scratch: the recipe's U-Net with fresh weights under the heads, not the shipped one;
+    init_from: a radial model saved by an earlier run, to train on (a warm restart).
+
+    The model, the optimizer (and so the learning-rate schedule's step) and the epoch are
+    checkpointed in `out`/checkpoints after every epoch, and the epochs' losses in
+    `out`/history.jsonl; the same command resumes there, on the batches it would have seen."""
+    import shutil
+
     import keras
     import tensorflow as tf
 
@@ -133,11 +140,26 @@ def train(out: Path, epochs: int, learning_rate: float, crowded: bool, rays: int
 
     keras.utils.set_random_seed(seed)
     config = recipe_config(crowded)
-    stream, metadata = radial_stream(config, rays)
+    checkpoints, history_path = out / "checkpoints", out / "history.jsonl"
+    latest = tf.train.latest_checkpoint(str(checkpoints))
+    done = int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE")) if latest else 0
+    stream, metadata = radial_stream(config, rays, first_batch=done * steps)
     batches = iter(stream)
-    model = build_radial_model(rays, build_model(config, metadata) if from_scratch else None)
+    if init_from is not None:
+        model = keras.models.load_model(init_from, compile=False)
+    else:
+        model = build_radial_model(rays, build_model(config, metadata) if from_scratch else None)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps, alpha=0.1)
     optimizer = keras.optimizers.Adam(schedule)
+    optimizer.build(model.trainable_variables)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+    manager = tf.train.CheckpointManager(checkpoint, str(checkpoints), max_to_keep=1)
+    history = []
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        history = [json.loads(line) for line in history_path.read_text().splitlines()][:done]
+        print(f"resuming from {latest} after epoch {done}", flush=True)
 
     @tf.function
     def step(image, classes, probability, distances):
@@ -153,18 +175,22 @@ def train(out: Path, epochs: int, learning_rate: float, crowded: bool, rays: int
         return class_loss, probability_loss, ray_loss
 
     out.mkdir(parents=True, exist_ok=True)
-    history = []
-    for epoch in range(1, epochs + 1):
+    for number in range(done + 1, epochs + 1):
         start = time.perf_counter()
         sums = np.zeros(3)
         for _ in range(steps):
             sums += [float(value) for value in step(*next(batches))]
         class_loss, probability_loss, ray_loss = sums / steps
-        history.append({"epoch": epoch, "class": class_loss, "probability": probability_loss,
+        history.append({"epoch": number, "class": class_loss, "probability": probability_loss,
                         "rays": ray_loss, "seconds": round(time.perf_counter() - start, 1)})
+        history_path.write_text("".join(json.dumps(entry) + "\n" for entry in history))
+        epoch.assign(number)
+        manager.save()
         print(json.dumps(history[-1]), flush=True)
     model.save(out / "radial.keras")
     (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    shutil.rmtree(checkpoints)
+    history_path.unlink()
     print(f"wrote {out / 'radial.keras'}")
 
 
@@ -531,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     train_parser.add_argument("--seed", type=int, default=0)
     train_parser.add_argument("--from-scratch", action="store_true",
                               help="fresh weights in the recipe's U-Net instead of the shipped model's")
+    train_parser.add_argument("--init-from", type=Path,
+                              help="a radial model saved by an earlier run, to train on (a warm restart)")
     for name, help_text in (("tune", "choose the thresholds on the training split"),
                             ("score", "compare with the shipped model on development data"),
                             ("rays", "predicted against true rays at nucleus centres")):
@@ -547,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "train":
         train(args.out, args.epochs, args.lr, args.crowded, args.rays, args.steps, args.seed,
-              args.from_scratch)
+              args.from_scratch, args.init_from)
     elif args.command == "tune":
         tune(args.model, parse_settings(args.settings), args.crowded)
     elif args.command == "score":
