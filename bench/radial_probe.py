@@ -555,10 +555,11 @@ def main(argv: list[str] | None = None) -> int:
     train_parser.add_argument("--steps", type=int, default=40, help="steps of 4 crops an epoch")
     train_parser.add_argument("--rays", type=int, default=32)
     train_parser.add_argument("--seed", type=int, default=0)
-    train_parser.add_argument("--from-scratch", action="store_true",
-                              help="fresh weights in the recipe's U-Net instead of the shipped model's")
-    train_parser.add_argument("--init-from", type=Path,
-                              help="a radial model saved by an earlier run, to train on (a warm restart)")
+    start_from = train_parser.add_mutually_exclusive_group()
+    start_from.add_argument("--from-scratch", action="store_true",
+                            help="fresh weights in the recipe's U-Net instead of the shipped model's")
+    start_from.add_argument("--init-from", type=Path,
+                            help="a radial model saved by an earlier run, to train on (a warm restart)")
     for name, help_text in (("tune", "choose the thresholds on the training split"),
                             ("score", "compare with the shipped model on development data"),
                             ("rays", "predicted against true rays at nucleus centres")):
