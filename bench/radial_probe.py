@@ -129,18 +129,19 @@ def train(out: Path, epochs: int, learning_rate: float, crowded: bool, rays: int
 
     The model, the optimizer (and so the learning-rate schedule's step) and the epoch are
     checkpointed in `out`/checkpoints after every epoch, and the epochs' losses in
-    `out`/history.jsonl; the same command resumes there, on the batches it would have seen."""
+    `out`/history.json; the same command resumes there, on the batches it would have seen."""
     import shutil
 
     import keras
     import tensorflow as tf
 
+    from unet.runtime.atomic import atomic_path
     from unet.training.losses import crossentropy_dice_loss
     from unet.training.trainer import build_model
 
     keras.utils.set_random_seed(seed)
     config = recipe_config(crowded)
-    checkpoints, history_path = out / "checkpoints", out / "history.jsonl"
+    checkpoints, history_path = out / "checkpoints", out / "history.json"
     latest = tf.train.latest_checkpoint(str(checkpoints))
     done = int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE")) if latest else 0
     stream, metadata = radial_stream(config, rays, first_batch=done * steps)
@@ -158,7 +159,7 @@ def train(out: Path, epochs: int, learning_rate: float, crowded: bool, rays: int
     history = []
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
-        history = [json.loads(line) for line in history_path.read_text().splitlines()][:done]
+        history = json.loads(history_path.read_text())[:done]
         print(f"resuming from {latest} after epoch {done}", flush=True)
 
     @tf.function
@@ -183,14 +184,13 @@ def train(out: Path, epochs: int, learning_rate: float, crowded: bool, rays: int
         class_loss, probability_loss, ray_loss = sums / steps
         history.append({"epoch": number, "class": class_loss, "probability": probability_loss,
                         "rays": ray_loss, "seconds": round(time.perf_counter() - start, 1)})
-        history_path.write_text("".join(json.dumps(entry) + "\n" for entry in history))
+        with atomic_path(history_path) as temporary:
+            temporary.write_text(json.dumps(history, indent=1) + "\n")
         epoch.assign(number)
         manager.save()
         print(json.dumps(history[-1]), flush=True)
     model.save(out / "radial.keras")
-    (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     shutil.rmtree(checkpoints)
-    history_path.unlink()
     print(f"wrote {out / 'radial.keras'}")
 
 
