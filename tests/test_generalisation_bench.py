@@ -152,3 +152,34 @@ def test_the_ceiling_refuses_a_semantic_model():
     with pytest.raises(UserError, match="semantic model"):
         ideal_instances(np.ones((8, 8), np.int32), ModelMetadata(input_size=(8, 8), channels=1,
                                                                  class_names=["background", "object"]))
+
+
+def test_held_out_change_pairs_both_models_on_the_same_images_of_each_row():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from bench.generalisation import Source
+    from bench.heldout_change import markdown, row_changes
+    from unet.runtime.metadata import load_metadata
+
+    labels = [np.zeros((8, 8), np.int32), np.zeros((8, 8), np.int32)]
+    labels[0][1:4, 1:4] = 1
+    labels[1][1:4, 1:4], labels[1][5:7, 5:7] = 1, 2
+    images = [np.full((8, 8), 10 * i, np.uint8) for i in range(2)]
+    source = Source("two images", "hand-drawn", "held-out", images, labels)
+    nuclei = load_metadata(Path(__file__).resolve().parents[1] / "assets" / "nuclei" / "nuclei.json")
+
+    def model(answer):
+        def segment(image, **options):
+            assert options["auto_scale"]  # the default path
+            return SimpleNamespace(segmentation=SimpleNamespace(instance_labels=answer(image)))
+        return SimpleNamespace(metadata=nuclei, segment=segment)
+
+    perfect = model(lambda image: labels[int(image[0, 0]) // 10])
+    blind = model(lambda image: np.zeros_like(labels[0]))
+    [row] = row_changes([source], perfect, blind)
+    assert (row["before"], row["after"], row["change"], row["interval"]) == (1.0, 0.0, -1.0, (-1.0, -1.0))
+    assert (row["images_better"], row["images_worse"], row["images"]) == (0, 2, 2)
+    [same] = row_changes([source], perfect, perfect)
+    assert (same["change"], same["interval"], same["images_worse"]) == (0.0, (0.0, 0.0), 0)
+    assert "| two images | 2 | 1.000 | 0.000 | -1.000 (-1.000 to -1.000) | 0 / 2 |" in markdown([row])
