@@ -47,6 +47,7 @@ HELD_OUT_SEED = 9_000
 HELD_OUT_IMAGES = 10
 BASELINE_SIM_IMAGES = 30
 VARIANTS = ("float32", "int8")
+BBBC007_ROW = "BBBC007 validation images"
 
 
 @dataclass
@@ -126,7 +127,7 @@ def evaluation_sources(metadata: ModelMetadata) -> list[Source]:
     sources = []
     chosen = bbbc007_validation(metadata)
     if chosen is not None and chosen.images:
-        sources.append(Source("BBBC007 validation images", "Voronoi-Otsu (classical)",
+        sources.append(Source(BBBC007_ROW, "Voronoi-Otsu (classical)",
                               "training source, unseen images", chosen.images, chosen.instance_labels))
     cells3d = fetch("cells3d-nuclei", REPO / "data" / "cells3d-nuclei")
     from unet.data.folder import load_folder

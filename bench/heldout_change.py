@@ -25,13 +25,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
-from bench.generalisation import Source, evaluation_sources
+from bench.generalisation import BBBC007_ROW, Source, evaluation_sources
 from bench.model_selection import counts_at_half, f1_from_counts, paired_bootstrap, segment_default
 from unet.cli import run_cli
 from unet.runtime.segmenter import Segmenter
 from unet.runtime.variants import variant_path
-
-TRAINING_SOURCE = "BBBC007"
 
 
 def row_changes(sources: list[Source], before: Segmenter, after: Segmenter) -> list[dict]:
@@ -73,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     before, after = (Segmenter.from_path(variant_path(path, args.variant))
                      for path in (args.before, args.after))
     wanted = [part for part in args.rows.split(",") if part]
-    sources = [s for s in evaluation_sources(after.metadata) if not s.name.startswith(TRAINING_SOURCE)
+    sources = [s for s in evaluation_sources(after.metadata) if s.name != BBBC007_ROW
                and (not wanted or any(part in s.name for part in wanted))]
     spread_rule = (mock.patch("unet.runtime.segmenter.spread_magnification", return_value=1.0)
                    if args.before_spread_rule else nullcontext())

@@ -27,7 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.generalisation import REPO, bbbc007_validation, simulated_settings, trained_simulations
+from bench.generalisation import (
+    BBBC007_ROW,
+    REPO,
+    bbbc007_validation,
+    simulated_settings,
+    trained_simulations,
+)
 from unet.cli import run_cli
 from unet.data.folder import load_folder
 from unet.data.nuclei_sim import NucleiSpec, make_nuclei_dataset
@@ -114,7 +120,6 @@ def paired_bootstrap(rows: list[tuple[np.ndarray, np.ndarray]], confidence: floa
     return float(np.mean(observed)), float(low), float(high)
 
 
-BBBC007_ROW = "BBBC007 validation images"
 SCRATCH_ASSAY_ROW = "scratch assay time points (real, never trained on)"
 TOUCHING_ROW = "touching pairs split, all simulated rows"
 DIFFERENCE_MEAN_ROW = "mean of the rows above"

@@ -386,7 +386,7 @@ def tune(path: Path, settings: list[Setting], crowded: bool) -> None:
 def score(path: Path, settings: list[Setting], crowded: bool, images: int) -> None:
     """Each setting's F1@0.5 minus the shipped default path's, per row, with the share of
     touching pairs split, the missed nuclei by kind, and the shape of what was found."""
-    from bench.generalisation import trained_simulations
+    from bench.generalisation import BBBC007_ROW, trained_simulations
     from bench.model_selection import (
         DIFFERENCE_MEAN_ROW,
         bbbc007_validation_pairs,
@@ -405,7 +405,7 @@ def score(path: Path, settings: list[Setting], crowded: bool, images: int) -> No
         stems = [s for s in runner.metadata.training["validation_stems"] if s.startswith("bbbc007/")]
         keep = [i for i, stem in enumerate(stems) if stem == SHARED_BBBC007_VALIDATION]
         bbbc007_images, bbbc007_labels = [bbbc007_images[i] for i in keep], [bbbc007_labels[i] for i in keep]
-    rows = {"BBBC007 validation images": (bbbc007_images, bbbc007_labels),
+    rows = {BBBC007_ROW: (bbbc007_images, bbbc007_labels),
             "scratch assay (real, never trained on)": scratch_assay_pairs(),
             **development_sets(images, trained=trained_simulations(runner.metadata))}
     names = ["shipped", *settings]
